@@ -1,0 +1,192 @@
+"""Every config key det_dcn knows, with its default and a one-line comment.
+
+Key names follow detectron2 so its users feel at home; keys detectron2 lacks (deformable pooling, multi-grid
+dilation, the seed, the log period) are marked "det_dcn:".
+"""
+
+from yacs.config import CfgNode as CN
+
+_C = CN()
+_C.VERSION = 1
+
+# ---------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------
+_C.MODEL = CN()
+# "auto" picks "cuda" when a GPU is visible, else "cpu"; "cpu", "cuda", "cuda:1" are taken as given.
+_C.MODEL.DEVICE = "auto"
+_C.MODEL.META_ARCHITECTURE = "GeneralizedRCNN"
+# A det_dcn checkpoint (or one converted by tools/convert_weights.py) to initialise from; "" trains from scratch.
+_C.MODEL.WEIGHTS = ""
+# Per-channel mean and std in INPUT.FORMAT channel order, on the 0-255 pixel scale.
+# Defaults are ImageNet statistics in BGR order with std 1 (caffe / detectron2 style).
+_C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
+_C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
+
+_C.MODEL.BACKBONE = CN()
+_C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+# Freeze the stem (1) and the first FREEZE_AT - 1 stages; 0 trains everything.
+_C.MODEL.BACKBONE.FREEZE_AT = 2
+
+_C.MODEL.RESNETS = CN()
+_C.MODEL.RESNETS.DEPTH = 50  # 18, 34 (basic blocks), 50, 101 (bottlenecks)
+_C.MODEL.RESNETS.OUT_FEATURES = ["res4"]  # any of "stem", "res2", "res3", "res4", "res5"
+_C.MODEL.RESNETS.NUM_GROUPS = 1  # 1 = ResNet, >1 = ResNeXt
+_C.MODEL.RESNETS.WIDTH_PER_GROUP = 64  # bottleneck width of res2 per group
+# "FrozenBN", "BN", "SyncBN", "GN" or "" (no norm).
+_C.MODEL.RESNETS.NORM = "FrozenBN"
+# True: stride 2 in the 1x1 conv of a bottleneck (caffe / MSRA weights); False: in the 3x3 (pytorch / torchvision).
+_C.MODEL.RESNETS.STRIDE_IN_1X1 = True
+# 1 or 2: res5 with dilation 2 keeps stride 16 (the "DC5" layout).
+_C.MODEL.RESNETS.RES5_DILATION = 1
+# det_dcn: per-block dilation multipliers in res5, e.g. [1, 2, 4] (hybrid dilated convolution against gridding);
+# [] means 1 for every block. Its length must equal the number of res5 blocks.
+_C.MODEL.RESNETS.RES5_MULTI_GRID = []
+_C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # 64 for depth 18/34
+_C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
+# Deformable 3x3 convolutions per stage (res2, res3, res4, res5).
+_C.MODEL.RESNETS.DEFORM_ON_PER_STAGE = [False, False, False, False]
+_C.MODEL.RESNETS.DEFORM_MODULATED = False  # True: modulated DCNv2; False: DCNv1
+_C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # deformable groups: channel groups that share one offset field
+
+_C.MODEL.FPN = CN()
+_C.MODEL.FPN.IN_FEATURES = []  # backbone features the FPN takes, e.g. ["res2", "res3", "res4", "res5"]
+_C.MODEL.FPN.OUT_CHANNELS = 256
+_C.MODEL.FPN.NORM = ""  # norm of the lateral and output convs
+_C.MODEL.FPN.FUSE_TYPE = "sum"  # "sum" or "avg"
+
+_C.MODEL.PROPOSAL_GENERATOR = CN()
+_C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
+_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0.0  # proposals with a side <= this (input pixels) are dropped
+
+_C.MODEL.ANCHOR_GENERATOR = CN()
+_C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
+# Anchor sizes (sqrt of area, input pixels): one list per feature level, or one list for all levels.
+_C.MODEL.ANCHOR_GENERATOR.SIZES = [[32, 64, 128, 256, 512]]
+_C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]  # height / width
+_C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0  # anchor centres at (i + OFFSET) * stride
+
+_C.MODEL.RPN = CN()
+_C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"
+_C.MODEL.RPN.IN_FEATURES = ["res4"]
+_C.MODEL.RPN.BOUNDARY_THRESH = -1  # anchors further than this outside the image are ignored; -1 keeps all
+_C.MODEL.RPN.IOU_THRESHOLDS = [0.3, 0.7]
+_C.MODEL.RPN.IOU_LABELS = [0, -1, 1]  # background, ignore, foreground
+_C.MODEL.RPN.BATCH_SIZE_PER_IMAGE = 256
+_C.MODEL.RPN.POSITIVE_FRACTION = 0.5
+_C.MODEL.RPN.BBOX_REG_LOSS_TYPE = "smooth_l1"  # "smooth_l1" or "giou"
+_C.MODEL.RPN.BBOX_REG_LOSS_WEIGHT = 1.0
+_C.MODEL.RPN.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+_C.MODEL.RPN.SMOOTH_L1_BETA = 0.0  # 0 = L1
+_C.MODEL.RPN.LOSS_WEIGHT = 1.0
+# Top-k before NMS is per feature level; top-k after NMS is per image.
+_C.MODEL.RPN.PRE_NMS_TOPK_TRAIN = 12000
+_C.MODEL.RPN.PRE_NMS_TOPK_TEST = 6000
+_C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
+_C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
+_C.MODEL.RPN.NMS_THRESH = 0.7
+_C.MODEL.RPN.CONV_DIMS = [-1]  # hidden 3x3 convs of the head; -1 = same as input channels
+
+_C.MODEL.ROI_HEADS = CN()
+_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+_C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # foreground classes; the background class is index NUM_CLASSES
+_C.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
+_C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
+_C.MODEL.ROI_HEADS.IOU_LABELS = [0, 1]
+_C.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE = 512  # sampled RoIs per image in training
+_C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
+_C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
+_C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
+_C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
+
+_C.MODEL.ROI_BOX_HEAD = CN()
+_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
+_C.MODEL.ROI_BOX_HEAD.SMOOTH_L1_BETA = 0.0
+_C.MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # 0 = adaptive, ceil(roi_size / resolution)
+# "ROIAlign" (no half-pixel shift), "ROIAlignV2" (aligned), "ROIPool",
+# det_dcn: "DeformRoIPool" (DCNv1 dpool) and "ModulatedDeformRoIPool" (DCNv2 mdpool).
+_C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+_C.MODEL.ROI_BOX_HEAD.DEFORM_POOL_GAMMA = 0.1  # det_dcn: offset scale of the deformable poolers
+_C.MODEL.ROI_BOX_HEAD.DEFORM_POOL_FC_DIM = 1024  # det_dcn: hidden width of their offset / mask branch
+_C.MODEL.ROI_BOX_HEAD.NUM_FC = 0
+_C.MODEL.ROI_BOX_HEAD.FC_DIM = 1024
+_C.MODEL.ROI_BOX_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_BOX_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_BOX_HEAD.NORM = ""
+_C.MODEL.ROI_BOX_HEAD.CLS_AGNOSTIC_BBOX_REG = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input
+# ---------------------------------------------------------------------------------------------------------------
+_C.INPUT = CN()
+# Shortest-edge sizes for training, one chosen per image ("choice") or a [min, max] range ("range").
+_C.INPUT.MIN_SIZE_TRAIN = (800,)
+_C.INPUT.MIN_SIZE_TRAIN_SAMPLING = "choice"
+_C.INPUT.MAX_SIZE_TRAIN = 1333
+_C.INPUT.MIN_SIZE_TEST = 800  # 0 disables resizing at test time
+_C.INPUT.MAX_SIZE_TEST = 1333
+_C.INPUT.RANDOM_FLIP = "horizontal"  # "horizontal", "vertical" or "none"
+_C.INPUT.FORMAT = "BGR"  # channel order the model sees: "BGR" or "RGB"
+# Images are padded to a multiple of this (0 = the backbone's own requirement, e.g. 32 for FPN).
+_C.INPUT.SIZE_DIVISIBILITY = 0
+
+# ---------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------
+_C.DATASETS = CN()
+_C.DATASETS.TRAIN = ()  # registered dataset names
+_C.DATASETS.TEST = ()  # empty: no evaluation
+
+_C.DATALOADER = CN()
+_C.DATALOADER.NUM_WORKERS = 4
+_C.DATALOADER.ASPECT_RATIO_GROUPING = True  # batch landscape with landscape, portrait with portrait
+_C.DATALOADER.SAMPLER_TRAIN = "TrainingSampler"
+_C.DATALOADER.FILTER_EMPTY_ANNOTATIONS = True  # drop training images without a usable box
+
+# ---------------------------------------------------------------------------------------------------------------
+# Solver
+# ---------------------------------------------------------------------------------------------------------------
+_C.SOLVER = CN()
+_C.SOLVER.LR_SCHEDULER_NAME = "WarmupMultiStepLR"  # or "WarmupCosineLR"
+_C.SOLVER.MAX_ITER = 40000
+_C.SOLVER.BASE_LR = 0.001
+_C.SOLVER.MOMENTUM = 0.9
+_C.SOLVER.NESTEROV = False
+_C.SOLVER.WEIGHT_DECAY = 0.0001
+_C.SOLVER.WEIGHT_DECAY_NORM = 0.0  # weight decay of norm layers' weights and biases
+_C.SOLVER.BIAS_LR_FACTOR = 1.0
+_C.SOLVER.WEIGHT_DECAY_BIAS = -1.0  # det_dcn: < 0 means the same as WEIGHT_DECAY (detectron2 uses None)
+_C.SOLVER.GAMMA = 0.1  # LR multiplier at each step
+_C.SOLVER.STEPS = (30000,)
+_C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
+_C.SOLVER.WARMUP_ITERS = 1000
+_C.SOLVER.WARMUP_METHOD = "linear"  # "linear" or "constant"
+_C.SOLVER.CHECKPOINT_PERIOD = 5000
+_C.SOLVER.IMS_PER_BATCH = 16  # total over all processes
+_C.SOLVER.CLIP_GRADIENTS = CN()
+_C.SOLVER.CLIP_GRADIENTS.ENABLED = False
+_C.SOLVER.CLIP_GRADIENTS.CLIP_TYPE = "value"  # "value" or "norm"
+_C.SOLVER.CLIP_GRADIENTS.CLIP_VALUE = 1.0
+_C.SOLVER.CLIP_GRADIENTS.NORM_TYPE = 2.0
+_C.SOLVER.AMP = CN()
+# fp16 with a gradient scaler on CUDA, bfloat16 autocast on CPU.
+_C.SOLVER.AMP.ENABLED = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# Test
+# ---------------------------------------------------------------------------------------------------------------
+_C.TEST = CN()
+_C.TEST.EVAL_PERIOD = 0  # evaluate every N iterations during training (0: only at the end)
+_C.TEST.DETECTIONS_PER_IMAGE = 100
+
+# ---------------------------------------------------------------------------------------------------------------
+# Misc
+# ---------------------------------------------------------------------------------------------------------------
+_C.OUTPUT_DIR = "./output"
+_C.SEED = -1  # < 0: a seed drawn from time and pid, logged so the run can be repeated
+_C.CUDNN_BENCHMARK = False
+_C.LOG_PERIOD = 20  # det_dcn: iterations between log lines and metrics.json records

@@ -1,0 +1,88 @@
+"""Helpers for torch.distributed that also work in a single process (world size 1)."""
+
+import functools
+from typing import Any, List
+
+import torch
+import torch.distributed as dist
+
+# Set by det_dcn.engine.launch: the group of processes on this machine, for the local rank.
+_LOCAL_PROCESS_GROUP = None
+
+
+def is_dist() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+def get_world_size() -> int:
+    return dist.get_world_size() if is_dist() else 1
+
+
+def get_rank() -> int:
+    return dist.get_rank() if is_dist() else 0
+
+
+def get_local_rank() -> int:
+    if not is_dist() or _LOCAL_PROCESS_GROUP is None:
+        return 0
+    return dist.get_rank(group=_LOCAL_PROCESS_GROUP)
+
+
+def get_local_size() -> int:
+    if not is_dist() or _LOCAL_PROCESS_GROUP is None:
+        return 1
+    return dist.get_world_size(group=_LOCAL_PROCESS_GROUP)
+
+
+def is_main_process() -> bool:
+    return get_rank() == 0
+
+
+def synchronize() -> None:
+    """Barrier across all processes; a no-op in a single process."""
+    if get_world_size() > 1:
+        dist.barrier()
+
+
+@functools.lru_cache()
+def _cpu_group():
+    # Python objects are gathered over gloo so the same code runs with NCCL (GPU) and gloo (CPU) training.
+    if dist.get_backend() == "nccl":
+        return dist.new_group(backend="gloo")
+    return dist.group.WORLD
+
+
+def all_gather(data: Any) -> List[Any]:
+    """Gather any picklable object from every rank; returns a list indexed by rank."""
+    if get_world_size() == 1:
+        return [data]
+    output = [None] * get_world_size()
+    dist.all_gather_object(output, data, group=_cpu_group())
+    return output
+
+
+def gather(data: Any, dst: int = 0) -> List[Any]:
+    """Gather any picklable object onto rank ``dst``; other ranks get an empty list."""
+    if get_world_size() == 1:
+        return [data]
+    group = _cpu_group()
+    if get_rank() == dst:
+        output = [None] * get_world_size()
+        dist.gather_object(data, output, dst=dst, group=group)
+        return output
+    dist.gather_object(data, None, dst=dst, group=group)
+    return []
+
+
+def reduce_dict(values: dict, average: bool = True) -> dict:
+    """Sum (or average) a dict of scalar tensors over all ranks, for logging; rank 0 gets the result."""
+    world_size = get_world_size()
+    if world_size < 2:
+        return values
+    with torch.no_grad():
+        names = sorted(values.keys())
+        stacked = torch.stack([values[k] for k in names], dim=0)
+        dist.reduce(stacked, dst=0)
+        if dist.get_rank() == 0 and average:
+            stacked /= world_size
+        return dict(zip(names, stacked))
