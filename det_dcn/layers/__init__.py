@@ -1,0 +1,1 @@
+from .norm import FrozenBatchNorm2d, get_norm
