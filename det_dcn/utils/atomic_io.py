@@ -1,0 +1,48 @@
+"""Write result files atomically (temporary file in the same folder, then ``os.replace``), so a reader or a crash
+never sees a half-written JSON or picture under the final name."""
+
+import json
+import os
+import tempfile
+from typing import Any
+
+import cv2
+import numpy as np
+
+
+def atomic_write_json(path: str, obj: Any) -> None:
+    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=1)
+            f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results should be readable like any other output
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def atomic_imwrite(path: str, image: np.ndarray) -> None:
+    """Encode ``image`` ([H, W, 3] uint8 BGR) with the format of ``path``'s extension and write it atomically.
+
+    Raises ValueError naming the file when OpenCV cannot encode that format.
+    """
+    ext = os.path.splitext(path)[1].lower()
+    ok, buf = cv2.imencode(ext, image)
+    if not ok:
+        raise ValueError(f"Cannot encode image '{path}' as '{ext}' with OpenCV")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(buf.tobytes())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results should be readable like any other output
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
