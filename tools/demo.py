@@ -24,6 +24,7 @@ from tqdm import tqdm
 
 from det_dcn.config import get_cfg
 from det_dcn.utils.atomic_io import atomic_imwrite, atomic_write_json
+from det_dcn.utils.class_names import class_names_from_cfg
 from det_dcn.utils.image_inputs import expand_inputs, read_image
 from det_dcn.utils.visualizer import class_name, draw_detections, upscale_for_display
 
@@ -54,20 +55,6 @@ def setup_cfg(args: argparse.Namespace):
     cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
     cfg.freeze()
     return cfg
-
-
-def class_names_from_cfg(cfg) -> Optional[List[str]]:
-    """thing_classes of DATASETS.TEST[0] (else TRAIN[0]) when that dataset is registered and has them, else None."""
-    try:
-        from det_dcn.data import DatasetCatalog, MetadataCatalog
-    except ImportError:
-        return None
-    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
-        if name in DatasetCatalog.list():
-            names = MetadataCatalog.get(name).get("thing_classes")
-            if names:
-                return list(names)
-    return None
 
 
 def unique_stems(files: Sequence[str]) -> List[str]:

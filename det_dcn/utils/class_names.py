@@ -1,0 +1,18 @@
+"""Class names for a config: what demo and visualisation tools print next to a class id."""
+
+from typing import List, Optional
+
+
+def class_names_from_cfg(cfg) -> Optional[List[str]]:
+    """``thing_classes`` of DATASETS.TEST[0] (then the other TEST, then TRAIN datasets) when that dataset is
+    registered and its metadata has them; None otherwise (callers then show "class <i>")."""
+    try:
+        from det_dcn.data import DatasetCatalog, MetadataCatalog
+    except ImportError:  # the data package is optional for inference on plain images
+        return None
+    for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
+        if name in DatasetCatalog.list():
+            names = MetadataCatalog.get(name).get("thing_classes")
+            if names:
+                return [str(n) for n in names]
+    return None

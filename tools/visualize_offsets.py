@@ -1,0 +1,234 @@
+#!/usr/bin/env python
+"""Draw where the deformable layers of a trained model sample, for one image.
+
+    python tools/visualize_offsets.py --config-file configs/quickstart/faster_rcnn_shapes_dconv.yaml \
+        --input image.jpg --output offsets_out [--position X Y] [--layer NAME ...] [--detections N] \
+        [--confidence-threshold T] [KEY VALUE ...]
+
+Writes into DIR (NAME = the image's stem):
+- NAME_overview.png: panels side by side: detections | DCN sampling points vs regular grid | dpool bins vs
+  regular bins (the panels the model has);
+- NAME_detections.png, NAME_dcn.png (the stacked layers' points for one position, 9 x 9 = 81 points for two
+  layers as in the DCN paper's figure), NAME_dcn_positions.png (several positions of the top layer: the offsets
+  are learned per position), NAME_dpool_<i>.png (one per detection, up to --detections).
+
+The DCN position defaults to the centre of the top detection (else the image centre); --position X Y gives it in
+the input image's pixels. --layer picks the deformable convs (module names, listed when a name is wrong), top
+layer last; the default is the last --levels of the model.
+"""
+
+import argparse
+import os
+import sys
+from typing import List, Optional, Sequence
+
+import numpy as np
+import torch
+
+from det_dcn.config import get_cfg
+from det_dcn.utils.atomic_io import atomic_imwrite
+from det_dcn.utils.class_names import class_names_from_cfg
+from det_dcn.utils.deform_hooks import DeformRecorder, deformable_conv_modules, deformable_pool_modules
+from det_dcn.utils.deform_sampling import dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
+from det_dcn.utils.image_inputs import read_image
+from det_dcn.utils.offset_figures import dcn_panel, dcn_positions_panel, detections_panel, dpool_panel
+from det_dcn.utils.visualizer import class_color, class_name, hstack_panels
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True, metavar="FILE")
+    p.add_argument("--input", required=True, metavar="IMAGE", help="one image file")
+    p.add_argument("--output", required=True, metavar="DIR")
+    p.add_argument("--position", nargs=2, type=float, default=None, metavar=("X", "Y"),
+                   help="image position (input pixels) for the DCN sampling points")
+    p.add_argument("--layer", nargs="+", default=None, metavar="NAME",
+                   help="deformable conv module names to stack, bottom to top (default: the last --levels)")
+    p.add_argument("--levels", type=int, default=2, help="stacked deformable layers to propagate through")
+    p.add_argument("--detections", type=int, default=1, help="detections to draw dpool bins for")
+    p.add_argument("--confidence-threshold", type=float, default=0.3)
+    p.add_argument("--panel-size", type=int, default=420, help="side of each square panel in pixels")
+    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    return p
+
+
+def pick_layers(records: dict, names: Optional[Sequence[str]], levels: int) -> List[str]:
+    """Deformable conv names to stack, bottom to top; ValueError naming the unknown layer and listing the known."""
+    known = list(records)
+    if not known:
+        return []
+    if names:
+        unknown = [n for n in names if n not in records]
+        if unknown:
+            raise ValueError(f"--layer {unknown} not among the model's deformable convs: {known}")
+        return list(names)
+    if levels < 1:
+        raise ValueError(f"--levels must be >= 1, got {levels}")
+    return known[-levels:]
+
+
+def test_resize_scale(cfg, height: int, width: int) -> float:
+    """The factor by which the model resizes an image of (height, width) at test time (MIN/MAX_SIZE_TEST)."""
+    short, long_ = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
+    if short <= 0:
+        return 1.0
+    scale = short / min(height, width)
+    if long_ > 0 and max(height, width) * scale > long_:
+        scale = long_ / max(height, width)
+    return scale
+
+
+def run_pooler_on_boxes(model, features, boxes_resized: torch.Tensor) -> None:
+    """Run the model's box pooler on ``boxes_resized`` ([K, 4] in the resized image) so the recorder sees the
+    deformable pooler's offsets for exactly these boxes."""
+    roi_heads = model.roi_heads
+    feats = [features[f] for f in roi_heads.in_features]
+    roi_heads.box_pooler(feats, [boxes_resized.to(feats[0].device, feats[0].dtype)])
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = get_parser().parse_args(argv)
+    try:
+        cfg = get_cfg()
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, args.confidence_threshold)
+        cfg.freeze()
+        image = read_image(args.input)
+    except ValueError as e:
+        print(f"[visualize_offsets] error: {e}", file=sys.stderr)
+        return 2
+
+    from det_dcn.engine import DefaultPredictor
+
+    predictor = DefaultPredictor(cfg)
+    model = predictor.model
+    if not deformable_conv_modules(model) and not deformable_pool_modules(model):
+        print(f"[visualize_offsets] error: the model of {args.config_file} has no deformable conv or deformable "
+              "RoI pooler (set MODEL.RESNETS.DEFORM_ON_PER_STAGE or MODEL.ROI_BOX_HEAD.POOLER_TYPE)",
+              file=sys.stderr)
+        return 1
+    h, w = image.shape[:2]
+    scale = test_resize_scale(cfg, h, w)
+    features = {}
+    hook = model.backbone.register_forward_hook(lambda m, a, out: features.update(out))
+    try:
+        with DeformRecorder(model) as rec, torch.no_grad():
+            pred = predictor(image)
+            keep = (pred["scores"] >= args.confidence_threshold).nonzero().flatten()
+            keep = keep[pred["scores"][keep].argsort(descending=True)]
+            boxes = pred["boxes"][keep].float().cpu().numpy()
+            scores = pred["scores"][keep].float().cpu().numpy()
+            classes = pred["classes"][keep].cpu().numpy()
+            rec.clear_pool()
+            n_pool = min(args.detections, len(boxes))
+            if deformable_pool_modules(model) and n_pool > 0:
+                run_pooler_on_boxes(model, features, torch.as_tensor(boxes[:n_pool] * scale))
+    finally:
+        hook.remove()
+
+    class_names = class_names_from_cfg(cfg)
+    try:
+        names = pick_layers(rec.dcn, args.layer, args.levels)
+    except ValueError as e:
+        print(f"[visualize_offsets] error: {e}", file=sys.stderr)
+        return 2
+    os.makedirs(args.output, exist_ok=True)
+    stem = os.path.splitext(os.path.basename(args.input))[0] or "image"
+    size, inv = args.panel_size, 1.0 / scale
+    if args.position is not None:
+        position = np.array(args.position, dtype=np.float64)
+    elif len(boxes):
+        position = (boxes[0, :2] + boxes[0, 2:]) / 2
+    else:
+        position = np.array([w / 2.0, h / 2.0])
+
+    figures, overview = {}, []
+    unit = None
+    if names:
+        recs = [rec.dcn[n] for n in reversed(names)]  # top layer first
+        _, unit_resized = nearest_unit(recs[0], position * scale)
+        unit = unit_resized * inv
+        to_orig = lambda levels: [(p * inv, wt) for p, wt in levels]  # noqa: E731
+        figures["dcn"] = dcn_panel(
+            image, unit, to_orig(propagate_sampling(recs, unit_resized)),
+            to_orig(propagate_sampling(recs, unit_resized, regular=True)), [short_name(r.name) for r in recs],
+            [r.out_stride for r in recs], any(r.mask is not None for r in recs), size)
+        units = position_grid(recs[0], h * scale, w * scale)
+        pts, _ = dcn_sampling_points(recs[0], units)
+        reg, _ = dcn_sampling_points(recs[0], units, regular=True)
+        figures["dcn_positions"] = dcn_positions_panel(image, units * inv, pts * inv, reg * inv,
+                                                       short_name(recs[0].name), size)
+    figures["detections"] = detections_panel(image, boxes, scores, classes, class_names, size, unit,
+                                             args.confidence_threshold)
+    overview.append(figures["detections"])
+    if "dcn" in figures:
+        overview.append(figures["dcn"])
+
+    pool_notes = []
+    for i in range(n_pool):
+        found = match_pool_record(rec.pool, boxes[i] * scale)
+        if found is None:
+            pool_notes.append(f"detection {i}: the deformable pooler did not see its box")
+            continue
+        pr, row = found
+        roi = pr.rois[row, 1:5]
+        label = f"{class_name(classes[i], class_names)} {scores[i]:.2f}"
+        figures[f"dpool_{i}"] = dpool_panel(
+            image, boxes[i], roi_bins(roi, pr.output_size) * inv,
+            roi_bins(roi, pr.output_size, pr.offset[row], pr.gamma) * inv,
+            None if pr.mask is None else pr.mask[row], label, class_color(int(classes[i])), pr.gamma, size)
+        if i == 0:
+            overview.append(figures[f"dpool_{i}"])
+    if deformable_pool_modules(model) and n_pool == 0:
+        pool_notes.append(f"no detection with score >= {args.confidence_threshold}: no dpool figure "
+                          "(lower --confidence-threshold)")
+
+    written = []
+    for key, fig in [("overview", hstack_panels(overview))] + list(figures.items()):
+        path = os.path.join(args.output, f"{stem}_{key}.png")
+        atomic_imwrite(path, fig)
+        written.append(path)
+    for note in pool_notes:
+        print(f"[visualize_offsets] note: {note}")
+    print(f"[visualize_offsets] {len(boxes)} detection(s); deformable convs shown: "
+          f"{[short_name(n) for n in names] or 'none'}; wrote:")
+    for path in written:
+        print(f"  {path}")
+    return 0
+
+
+def short_name(name: str) -> str:
+    """Module name without the backbone prefixes ("backbone.bottom_up.res5.1.conv2" -> "res5.1.conv2")."""
+    for prefix in ("backbone.bottom_up.", "backbone."):
+        if name.startswith(prefix):
+            return name[len(prefix):]
+    return name
+
+
+def position_grid(record, height: float, width: float, n: int = 3) -> np.ndarray:
+    """Centres ([U, 2], resized-image pixels) of distinct output units of ``record`` nearest to an n x n grid
+    over the image (at 1/(2n), 3/(2n), ... of each side)."""
+    units = {}
+    for fy in (np.arange(n) + 0.5) / n:
+        for fx in (np.arange(n) + 0.5) / n:
+            key, centre = nearest_unit(record, (fx * width, fy * height))
+            units.setdefault(key, centre)
+    return np.stack(list(units.values()))
+
+
+def match_pool_record(records, box_resized: np.ndarray):
+    """(record, row) of the pooled RoI equal to ``box_resized`` (within 0.5 px), or None."""
+    best, best_d = None, 0.5
+    for pr in records:
+        if len(pr.rois) == 0:
+            continue
+        d = np.abs(pr.rois[:, 1:5] - box_resized[None]).max(axis=1)
+        j = int(d.argmin())
+        if d[j] <= best_d:
+            best, best_d = (pr, j), d[j]
+    return best
+
+
+if __name__ == "__main__":
+    sys.exit(main())
