@@ -1,0 +1,136 @@
+"""Deformable convolution v1 (Dai et al., 2017) and modulated v2 (Zhu et al., 2019), on torchvision's kernel.
+
+Offsets are laid out as in mmcv, detectron2 and ``torchvision.ops.deform_conv2d``: for each deformable group g and
+kernel point k (row-major over kh x kw), channel ``2 * (g * kh * kw + k)`` is the y shift and the next one the x
+shift. Parameter names (``weight``, ``bias``) and initialisation follow mmcv.
+"""
+
+import math
+from typing import Optional, Tuple, Union
+
+import torch
+from torch import nn
+from torchvision.ops import deform_conv2d
+
+from ._checks import check_feature_map, check_same_device_dtype, pair
+from ._precision import autocast_dtype, compute_dtype, no_autocast
+
+_IntPair = Union[int, Tuple[int, int]]
+
+
+def _check_aux(op: str, name: str, x: torch.Tensor, t: torch.Tensor, channels: int,
+               out_hw: Tuple[int, int]) -> None:
+    expected = (x.shape[0], channels, out_hw[0], out_hw[1])
+    if not isinstance(t, torch.Tensor) or tuple(t.shape) != expected:
+        got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
+        raise ValueError(f"{op}: {name} must have shape {list(expected)}, got {got}")
+    check_same_device_dtype(op, x, t, name)
+
+
+class DeformConv2d(nn.Module):
+    """Deformable convolution: every kernel point samples the input at its grid position plus a learned offset.
+
+    Args:
+        in_channels, out_channels (int): channel counts.
+        kernel_size, stride, padding, dilation (int or (int, int)): as ``nn.Conv2d``.
+        groups (int): convolution groups.
+        deform_groups (int): channel groups that share one offset field; must divide ``in_channels``.
+        bias (bool): learn a bias.
+
+    Shape:
+        x (Tensor[N, C_in, H, W]), offset (Tensor[N, 2 * deform_groups * kh * kw, H_out, W_out])
+        -> Tensor[N, C_out, H_out, W_out], H_out = (H + 2 * pad_h - dil_h * (kh - 1) - 1) // stride_h + 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: _IntPair, stride: _IntPair = 1,
+                 padding: _IntPair = 0, dilation: _IntPair = 1, groups: int = 1, deform_groups: int = 1,
+                 bias: bool = False):
+        super().__init__()
+        name = type(self).__name__
+        for arg, value in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups),
+                           ("deform_groups", deform_groups)):
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name}: {arg} must be a positive int, got {value!r}")
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) and out_channels ({out_channels}) must be "
+                             f"divisible by groups ({groups})")
+        if in_channels % deform_groups:
+            raise ValueError(f"{name}: in_channels ({in_channels}) must be divisible by deform_groups "
+                             f"({deform_groups})")
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.kernel_size = pair(kernel_size, "kernel_size", name)
+        self.stride = pair(stride, "stride", name)
+        self.padding = pair(padding, "padding", name, minimum=0)
+        self.dilation = pair(dilation, "dilation", name)
+        self.groups, self.deform_groups = groups, deform_groups
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # mmcv's initialisation: uniform(+-1/sqrt(in_channels * kh * kw)), zero bias.
+        stdv = 1.0 / math.sqrt(self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        nn.init.uniform_(self.weight, -stdv, stdv)
+        if self.bias is not None:
+            nn.init.zeros_(self.bias)
+
+    def output_hw(self, height: int, width: int) -> Tuple[int, int]:
+        """Spatial size of the output for an input of ``height`` x ``width``."""
+        out = []
+        for size, k, s, p, d in zip((height, width), self.kernel_size, self.stride, self.padding, self.dilation):
+            out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+        return out[0], out[1]
+
+    def _check_input(self, x: torch.Tensor) -> Tuple[int, int]:
+        name = type(self).__name__
+        check_feature_map(name, x, "x")
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{name}: x must have {self.in_channels} channels (in_channels), "
+                             f"got shape {tuple(x.shape)}")
+        out_hw = self.output_hw(x.shape[2], x.shape[3])
+        if min(out_hw) < 1:
+            raise ValueError(f"{name}: x of spatial size {tuple(x.shape[2:])} is too small for kernel "
+                             f"{self.kernel_size}, padding {self.padding}, dilation {self.dilation}")
+        return out_hw
+
+    def _deform_conv(self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+        # torchvision's kernel takes float32/float64; under autocast it runs in float32 and returns autocast's
+        # dtype, as a convolution would.
+        device = x.device.type
+        dtype = compute_dtype(x.dtype)
+        out_dtype = autocast_dtype(device, x.dtype)
+        with no_autocast(device):
+            bias = None if self.bias is None else self.bias.to(dtype)
+            out = deform_conv2d(x.to(dtype), offset.to(dtype), self.weight.to(dtype), bias, self.stride,
+                                self.padding, self.dilation, None if mask is None else mask.to(dtype))
+        return out.to(out_dtype)
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+        out_hw = self._check_input(x)
+        kh, kw = self.kernel_size
+        _check_aux(type(self).__name__, "offset", x, offset, 2 * self.deform_groups * kh * kw, out_hw)
+        return self._deform_conv(x, offset, None)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, dilation={self.dilation}, groups={self.groups}, "
+                f"deform_groups={self.deform_groups}, bias={self.bias is not None}")
+
+
+class ModulatedDeformConv2d(DeformConv2d):
+    """Modulated deformable convolution (DCNv2): each kernel point's sample is also scaled by a mask value.
+
+    Arguments as :class:`DeformConv2d`.
+
+    Shape:
+        x (Tensor[N, C_in, H, W]), offset (Tensor[N, 2 * deform_groups * kh * kw, H_out, W_out]),
+        mask (Tensor[N, deform_groups * kh * kw, H_out, W_out]) -> Tensor[N, C_out, H_out, W_out]
+    """
+
+    def forward(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out_hw = self._check_input(x)
+        kh, kw = self.kernel_size
+        name = type(self).__name__
+        _check_aux(name, "offset", x, offset, 2 * self.deform_groups * kh * kw, out_hw)
+        _check_aux(name, "mask", x, mask, self.deform_groups * kh * kw, out_hw)
+        return self._deform_conv(x, offset, mask)
