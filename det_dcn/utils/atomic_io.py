@@ -32,7 +32,10 @@ def atomic_imwrite(path: str, image: np.ndarray) -> None:
     Raises ValueError naming the file when OpenCV cannot encode that format.
     """
     ext = os.path.splitext(path)[1].lower()
-    ok, buf = cv2.imencode(ext, image)
+    try:
+        ok, buf = cv2.imencode(ext, image)
+    except cv2.error:
+        ok = False
     if not ok:
         raise ValueError(f"Cannot encode image '{path}' as '{ext}' with OpenCV")
     folder = os.path.dirname(os.path.abspath(path))
