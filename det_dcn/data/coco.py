@@ -1,0 +1,119 @@
+"""Loading COCO-format instance annotations (any dataset in that format, not only COCO itself).
+
+Dataset dict format (what ``DatasetCatalog.get`` returns, one per image)::
+
+    {"file_name": str (absolute or relative to the working dir), "height": int, "width": int,
+     "image_id": the COCO image id,
+     "annotations": [{"bbox": [x1, y1, x2, y2] (absolute XYXY pixels, clipped to the image),
+                      "category_id": contiguous class index in [0, num_classes), "iscrowd": 0 or 1}, ...]}
+
+COCO category ids may be any integers (COCO itself skips ids); they are mapped to contiguous indices in
+increasing id order, and the mapping is stored in ``MetadataCatalog.get(name).thing_dataset_id_to_contiguous_id``
+so the evaluator can map predictions back.
+"""
+
+import contextlib
+import io
+import logging
+import os
+from typing import List, Optional
+
+from .catalog import DatasetCatalog, MetadataCatalog
+
+logger = logging.getLogger(__name__)
+
+
+def _load_coco_api(json_file: str):
+    from pycocotools.coco import COCO
+
+    if not os.path.isfile(json_file):
+        raise FileNotFoundError(f"COCO annotation file not found: {json_file}")
+    # pycocotools prints progress to stdout; keep it out of the user's console.
+    with contextlib.redirect_stdout(io.StringIO()):
+        try:
+            return COCO(json_file)
+        except Exception as e:  # json errors, missing "images" key, ...
+            raise ValueError(f"Cannot parse COCO annotation file {json_file}: {type(e).__name__}: {e}") from e
+
+
+def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
+    """Read a COCO instances JSON into dataset dicts (format in the module docstring).
+
+    Boxes are converted from XYWH to XYXY and clipped to the image; boxes with no area after clipping are
+    dropped and counted. Crowd boxes are kept with ``iscrowd=1`` (the training mapper leaves them out of the
+    targets). Images without annotations are kept (the train loader filters them when
+    DATALOADER.FILTER_EMPTY_ANNOTATIONS is set; evaluation needs every image).
+
+    If ``dataset_name`` is given, its metadata gets ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``.
+    """
+    coco = _load_coco_api(json_file)
+    cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
+    if not cats:
+        raise ValueError(f"COCO annotation file {json_file} has no categories")
+    id_map = {c["id"]: i for i, c in enumerate(cats)}
+    thing_classes = [c["name"] for c in cats]
+    if dataset_name is not None:
+        MetadataCatalog.get(dataset_name).set(thing_classes=thing_classes, thing_dataset_id_to_contiguous_id=id_map)
+
+    img_ids = sorted(coco.imgs.keys())
+    orphan = set(coco.imgToAnns.keys()) - set(img_ids)
+    if orphan:
+        logger.warning(
+            f"{json_file}: annotations refer to {len(orphan)} image ids that are not in 'images' "
+            f"(e.g. {sorted(orphan)[:5]}); they are ignored."
+        )
+
+    dicts, num_degenerate, num_boxes = [], 0, 0
+    for img_id in img_ids:
+        img = coco.imgs[img_id]
+        for key in ("file_name", "height", "width"):
+            if key not in img:
+                raise ValueError(f"{json_file}: image id {img_id} has no {key!r}; keys present: {sorted(img)}")
+        h, w = int(img["height"]), int(img["width"])
+        annos = []
+        for ann in coco.imgToAnns.get(img_id, []):
+            if ann.get("ignore", 0):
+                continue
+            bbox = ann.get("bbox")
+            if bbox is None or len(bbox) != 4:
+                raise ValueError(f"{json_file}: annotation id {ann.get('id')} has bbox {bbox!r}, expected [x, y, w, h]")
+            cat = ann.get("category_id")
+            if cat not in id_map:
+                raise ValueError(
+                    f"{json_file}: annotation id {ann.get('id')} has category_id {cat!r}, "
+                    f"which is not among the categories {sorted(id_map)}"
+                )
+            num_boxes += 1
+            x, y, bw, bh = (float(v) for v in bbox)
+            x1, y1 = min(max(x, 0.0), w), min(max(y, 0.0), h)
+            x2, y2 = min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)
+            if x2 <= x1 or y2 <= y1:
+                num_degenerate += 1
+                continue
+            annos.append({"bbox": [x1, y1, x2, y2], "category_id": id_map[cat], "iscrowd": int(ann.get("iscrowd", 0))})
+        dicts.append(
+            {
+                "file_name": os.path.join(image_root, img["file_name"]),
+                "height": h,
+                "width": w,
+                "image_id": img_id,
+                "annotations": annos,
+            }
+        )
+    if num_degenerate:
+        logger.warning(
+            f"{json_file}: dropped {num_degenerate} of {num_boxes} boxes with no area inside the image "
+            "(zero width/height or outside the image)."
+        )
+    logger.info(f"Loaded {len(dicts)} images, {num_boxes - num_degenerate} boxes, {len(cats)} classes from {json_file}")
+    return dicts
+
+
+def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
+    """Register a COCO-format dataset under ``name``; loading happens on ``DatasetCatalog.get(name)``."""
+    for arg, val in (("name", name), ("json_file", json_file), ("image_root", image_root)):
+        if not isinstance(val, (str, os.PathLike)):
+            raise ValueError(f"register_coco_instances: {arg} must be a path string, got {val!r}")
+    json_file, image_root = os.fspath(json_file), os.fspath(image_root)
+    DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
+    MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
