@@ -2,7 +2,9 @@
 
 Plain and deformable versions share state-dict names: ``<conv>.weight``, ``<conv>.norm.*`` (detectron2 layout);
 the deformable one adds only ``<conv>.conv_offset.*``. So a plain model's checkpoint loads into its DCN
-variant with just the (zero-initialised) offset branch missing, and the two then give identical outputs.
+variant with just the (zero-initialised) offset branch missing, and a DCNv1 model then gives exactly the plain
+model's outputs. A DCNv2 (modulated) model starts with mask sigmoid(0) = 0.5, i.e. as the plain model with those
+3x3 weights halved: that is mmcv's and detectron2's init, kept so their checkpoints and recipes carry over.
 """
 
 from typing import Callable, Optional
@@ -10,6 +12,8 @@ from typing import Callable, Optional
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from det_dcn.layers import DeformConv2dPack, ModulatedDeformConv2dPack
 
 
 class Conv2d(nn.Conv2d):
@@ -49,26 +53,12 @@ class _NormActivationMixin:
         return x
 
 
-def _deformable_classes():
-    # Imported lazily so the plain ResNet works even where det_dcn.layers lacks the deformable ops.
-    from det_dcn.layers import DeformConv2dPack, ModulatedDeformConv2dPack
-
-    global DeformConv2dNorm, ModulatedDeformConv2dNorm
-    if DeformConv2dNorm is None:
-        DeformConv2dNorm = type("DeformConv2dNorm", (_NormActivationMixin, DeformConv2dPack), {
-            "__module__": __name__,
-            "__doc__": "DeformConv2dPack (DCNv1, zero-init conv_offset) followed by norm / activation.",
-        })
-        ModulatedDeformConv2dNorm = type("ModulatedDeformConv2dNorm", (_NormActivationMixin, ModulatedDeformConv2dPack), {
-            "__module__": __name__,
-            "__doc__": "ModulatedDeformConv2dPack (DCNv2, zero-init conv_offset) followed by norm / activation.",
-        })
-    return DeformConv2dNorm, ModulatedDeformConv2dNorm
+class DeformConv2dNorm(_NormActivationMixin, DeformConv2dPack):
+    """DeformConv2dPack (DCNv1, zero-initialised ``conv_offset``) followed by ``norm`` / ``activation``."""
 
 
-# Set on first use by _deformable_classes(); module-level names so models holding them can be pickled.
-DeformConv2dNorm = None
-ModulatedDeformConv2dNorm = None
+class ModulatedDeformConv2dNorm(_NormActivationMixin, ModulatedDeformConv2dPack):
+    """ModulatedDeformConv2dPack (DCNv2, zero-initialised ``conv_offset``, so mask 0.5 at start) + norm / activation."""
 
 
 def make_conv3x3(in_channels: int, out_channels: int, *, stride: int = 1, dilation: int = 1, groups: int = 1,
@@ -82,7 +72,6 @@ def make_conv3x3(in_channels: int, out_channels: int, *, stride: int = 1, dilati
     if not deformable:
         return Conv2d(in_channels, out_channels, kernel_size=3, stride=stride, padding=dilation, dilation=dilation,
                       groups=groups, bias=False, norm=norm)
-    v1, v2 = _deformable_classes()
-    cls = v2 if modulated else v1
+    cls = ModulatedDeformConv2dNorm if modulated else DeformConv2dNorm
     return cls(in_channels, out_channels, 3, stride=stride, padding=dilation, dilation=dilation, groups=groups,
                deform_groups=deform_groups, bias=False, norm=norm)

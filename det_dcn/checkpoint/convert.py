@@ -1,0 +1,140 @@
+"""Convert torchvision checkpoints into det_dcn state dicts.
+
+Two sources are understood:
+
+- a torchvision ImageNet ResNet (``torchvision.models.resnet50().state_dict()``): ``conv1``, ``bn1``,
+  ``layer1.0.conv1`` ... become ``stem.conv1``, ``stem.conv1.norm``, ``res2.0.conv1`` ... (under ``prefix``,
+  by default ``backbone.bottom_up.`` so a detector loads them); ``fc.*`` has no counterpart and is reported.
+- a torchvision ``fasterrcnn_resnet50_fpn`` detector: ``backbone.body`` -> ``backbone.bottom_up``, the FPN's
+  ``inner_blocks`` / ``layer_blocks`` -> ``fpn_lateral<k>`` / ``fpn_output<k>``, the RPN head and the box head
+  renamed, and the 91-way predictor re-ordered: torchvision's class 0 is background and classes 1..90 are
+  foreground, det_dcn's foreground classes are 0..89 and background is the last index; the class-specific box
+  regressor drops torchvision's 4 background rows.
+
+BatchNorm ``num_batches_tracked`` counters are dropped (det_dcn's frozen norms have none). Every other key
+without a counterpart is returned in the "unmatched" list, so callers can report it.
+"""
+
+import re
+from typing import Callable, Dict, List, Optional, Tuple
+
+import torch
+
+StateDict = Dict[str, torch.Tensor]
+
+# torchvision ResNet block part -> det_dcn block part.
+_BLOCK_PARTS = {
+    "conv1": "conv1", "bn1": "conv1.norm", "conv2": "conv2", "bn2": "conv2.norm", "conv3": "conv3",
+    "bn3": "conv3.norm", "downsample.0": "shortcut", "downsample.1": "shortcut.norm",
+}
+_RESNET_BLOCK = re.compile(r"^layer([1-4])\.(\d+)\.(conv[123]|bn[123]|downsample\.[01])\.(\w+)$")
+_RESNET_STEM = re.compile(r"^(conv1|bn1)\.(\w+)$")
+
+
+def _resnet_key(key: str) -> Optional[str]:
+    """torchvision ResNet key -> det_dcn ResNet key (no prefix), or None if it has no counterpart."""
+    m = _RESNET_STEM.match(key)
+    if m:
+        return ("stem.conv1." if m.group(1) == "conv1" else "stem.conv1.norm.") + m.group(2)
+    m = _RESNET_BLOCK.match(key)
+    if m:
+        stage, block, part, leaf = m.groups()
+        return f"res{int(stage) + 1}.{block}.{_BLOCK_PARTS[part]}.{leaf}"
+    return None
+
+
+def _convert(state: StateDict, rename: Callable[[str], Optional[str]]) -> Tuple[StateDict, List[str]]:
+    out, unmatched = {}, []
+    for key, value in state.items():
+        if key.endswith("num_batches_tracked"):
+            continue
+        new_key = rename(key)
+        if new_key is None:
+            unmatched.append(key)
+        else:
+            out[new_key] = value
+    return out, sorted(unmatched)
+
+
+def convert_torchvision_resnet(state: StateDict, prefix: str = "") -> Tuple[StateDict, List[str]]:
+    """torchvision ImageNet ResNet state dict -> (det_dcn ResNet state dict with ``prefix``, unmatched keys)."""
+
+    def rename(key: str) -> Optional[str]:
+        new = _resnet_key(key)
+        return None if new is None else prefix + new
+
+    return _convert(state, rename)
+
+
+# FPN: torchvision >= 0.13 wraps each conv in Conv2dNormActivation ("inner_blocks.0.0.weight"); older
+# checkpoints (the published COCO weights) have "inner_blocks.0.weight". Index i is FPN level i + 2.
+_FPN = re.compile(r"^backbone\.fpn\.(inner_blocks|layer_blocks)\.(\d+)\.(?:0\.)?(weight|bias)$")
+_RPN = re.compile(r"^rpn\.head\.(conv|cls_logits|bbox_pred)\.(?:0\.0\.)?(weight|bias)$")
+_RPN_NAMES = {"conv": "conv", "cls_logits": "objectness_logits", "bbox_pred": "anchor_deltas"}
+_BOX_HEAD = re.compile(r"^roi_heads\.box_head\.(fc6|fc7)\.(weight|bias)$")
+
+
+def _detector_key(key: str) -> Optional[str]:
+    if key.startswith("backbone.body."):
+        new = _resnet_key(key[len("backbone.body."):])
+        return None if new is None else "backbone.bottom_up." + new
+    m = _FPN.match(key)
+    if m:
+        kind = "fpn_lateral" if m.group(1) == "inner_blocks" else "fpn_output"
+        return f"backbone.{kind}{int(m.group(2)) + 2}.{m.group(3)}"
+    m = _RPN.match(key)
+    if m:
+        return f"proposal_generator.rpn_head.{_RPN_NAMES[m.group(1)]}.{m.group(2)}"
+    m = _BOX_HEAD.match(key)
+    if m:
+        return f"roi_heads.box_head.{'fc1' if m.group(1) == 'fc6' else 'fc2'}.{m.group(2)}"
+    if key in ("roi_heads.box_predictor.cls_score.weight", "roi_heads.box_predictor.cls_score.bias",
+               "roi_heads.box_predictor.bbox_pred.weight", "roi_heads.box_predictor.bbox_pred.bias"):
+        return key
+    return None
+
+
+def move_background_last(cls_score: torch.Tensor) -> torch.Tensor:
+    """Rows [bg, c1..cK] (torchvision) -> [c1..cK, bg] (det_dcn); works for weight [K+1, D] and bias [K+1]."""
+    return torch.cat([cls_score[1:], cls_score[:1]], dim=0)
+
+
+def convert_torchvision_faster_rcnn(state: StateDict) -> Tuple[StateDict, List[str]]:
+    """torchvision fasterrcnn_resnet50_fpn state dict -> (det_dcn GeneralizedRCNN state dict, unmatched keys).
+
+    The result has NUM_CLASSES = (torchvision classes - 1) foreground classes: torchvision class c >= 1 is
+    det_dcn class c - 1.
+    """
+    out, unmatched = _convert(state, _detector_key)
+    for leaf in ("weight", "bias"):
+        key = f"roi_heads.box_predictor.cls_score.{leaf}"
+        if key in out:
+            out[key] = move_background_last(out[key])
+        key = f"roi_heads.box_predictor.bbox_pred.{leaf}"
+        if key in out:
+            out[key] = out[key][4:]  # drop the background class's 4 regression rows
+    return out, unmatched
+
+
+def detect_torchvision_kind(state: StateDict) -> str:
+    """"faster_rcnn" or "resnet" for a torchvision state dict; ValueError if it is neither."""
+    if any(k.startswith(("backbone.body.", "rpn.head.")) for k in state):
+        return "faster_rcnn"
+    if "conv1.weight" in state and any(k.startswith("layer1.") for k in state):
+        return "resnet"
+    sample = sorted(state)[:5]
+    raise ValueError(f"Not a torchvision ResNet or Faster R-CNN state dict: expected keys like 'conv1.weight' / "
+                     f"'layer1.0.conv1.weight' or 'backbone.body.*' / 'rpn.head.*'; first keys are {sample}")
+
+
+def convert_torchvision(state: StateDict) -> Tuple[StateDict, List[str], str]:
+    """Convert either kind of torchvision checkpoint for loading into a det_dcn detector.
+
+    Returns (state dict, unmatched keys, kind); ResNet keys get the ``backbone.bottom_up.`` prefix.
+    """
+    kind = detect_torchvision_kind(state)
+    if kind == "faster_rcnn":
+        out, unmatched = convert_torchvision_faster_rcnn(state)
+    else:
+        out, unmatched = convert_torchvision_resnet(state, prefix="backbone.bottom_up.")
+    return out, unmatched, kind
