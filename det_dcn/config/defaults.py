@@ -65,6 +65,14 @@ _C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
 _C.MODEL.ANCHOR_GENERATOR.SIZES = [[32, 64, 128, 256, 512]]
 _C.MODEL.ANCHOR_GENERATOR.ASPECT_RATIOS = [[0.5, 1.0, 2.0]]  # height / width
 _C.MODEL.ANCHOR_GENERATOR.OFFSET = 0.0  # anchor centres at (i + OFFSET) * stride
+# det_dcn: round the cell anchors (centred at 0) to integer coordinates, as torchvision does.
+_C.MODEL.ANCHOR_GENERATOR.ROUND_BASE_ANCHORS = False
+# det_dcn: order of a level's cell anchors: "size_major" (detectron2) or "ratio_major" (torchvision); the same
+# when a level has a single size. It must match the checkpoint's RPN head channel order.
+_C.MODEL.ANCHOR_GENERATOR.CELL_ANCHOR_ORDER = "size_major"
+# det_dcn: per-axis stride = padded image size // feature map size (torchvision) instead of the nominal stride;
+# they differ where a map's size was rounded, e.g. P6 of an image whose P5 has an odd size.
+_C.MODEL.ANCHOR_GENERATOR.STRIDE_FROM_IMAGE_SIZE = False
 
 _C.MODEL.RPN = CN()
 _C.MODEL.RPN.HEAD_NAME = "StandardRPNHead"
@@ -85,6 +93,9 @@ _C.MODEL.RPN.PRE_NMS_TOPK_TEST = 6000
 _C.MODEL.RPN.POST_NMS_TOPK_TRAIN = 2000
 _C.MODEL.RPN.POST_NMS_TOPK_TEST = 1000
 _C.MODEL.RPN.NMS_THRESH = 0.7
+# det_dcn: proposals with sigmoid(objectness) below this are dropped before NMS (torchvision's rpn_score_thresh);
+# 0.0 keeps all.
+_C.MODEL.RPN.SCORE_THRESH = 0.0
 _C.MODEL.RPN.CONV_DIMS = [-1]  # hidden 3x3 convs of the head; -1 = same as input channels
 
 _C.MODEL.ROI_HEADS = CN()
@@ -98,6 +109,9 @@ _C.MODEL.ROI_HEADS.POSITIVE_FRACTION = 0.25
 _C.MODEL.ROI_HEADS.SCORE_THRESH_TEST = 0.05
 _C.MODEL.ROI_HEADS.NMS_THRESH_TEST = 0.5
 _C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
+# det_dcn: at inference, drop detections with a side shorter than this (input pixels) before NMS; torchvision
+# uses 1e-2, detectron2 keeps all (0.0).
+_C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 0.0
 
 _C.MODEL.ROI_BOX_HEAD = CN()
 _C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
@@ -110,6 +124,11 @@ _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # 0 = adaptive, ceil(roi_size /
 # "ROIAlign" (no half-pixel shift), "ROIAlignV2" (aligned), "ROIPool",
 # det_dcn: "DeformRoIPool" (DCNv1 dpool) and "ModulatedDeformRoIPool" (DCNv2 mdpool).
 _C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
+# det_dcn: RoI-to-level rule floor(LEVEL + log2(sqrt(area) / BOX_SIZE)): "detectron2" adds 1e-8 inside the log,
+# "torchvision" adds 1e-6 outside it (they differ for boxes right at a level boundary).
+_C.MODEL.ROI_BOX_HEAD.POOLER_LEVEL_MAPPER = "detectron2"
+_C.MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_BOX_SIZE = 224  # det_dcn: a box of this size (sqrt area) ...
+_C.MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_LEVEL = 4  # det_dcn: ... is pooled from this level (FPN paper eq. 1)
 _C.MODEL.ROI_BOX_HEAD.DEFORM_POOL_GAMMA = 0.1  # det_dcn: offset scale of the deformable poolers
 _C.MODEL.ROI_BOX_HEAD.DEFORM_POOL_FC_DIM = 1024  # det_dcn: hidden width of their offset / mask branch
 _C.MODEL.ROI_BOX_HEAD.NUM_FC = 0

@@ -1,0 +1,39 @@
+"""META_ARCH_REGISTRY and build_model: config -> model on the configured device."""
+
+import torch
+from torch import nn
+
+from ..utils.registry import Registry
+
+META_ARCH_REGISTRY = Registry("META_ARCH")
+META_ARCH_REGISTRY.__doc__ = "Meta-architectures: a class with from_config(cfg) or fn(cfg) -> nn.Module."
+
+
+def resolve_device(device: str) -> torch.device:
+    """MODEL.DEVICE -> torch.device: "auto" is "cuda" when a GPU is visible, else "cpu"."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as e:
+        raise ValueError(f"MODEL.DEVICE='{device}' is not a device; expected 'auto', 'cpu', 'cuda' or 'cuda:N'") from e
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"MODEL.DEVICE='{device}' but CUDA is not available here; use 'cpu' or 'auto'")
+    return dev
+
+
+def build_model(cfg) -> nn.Module:
+    """Build cfg.MODEL.META_ARCHITECTURE (weights are not loaded: see det_dcn.checkpoint) on cfg.MODEL.DEVICE."""
+    # Importing the meta-architectures registers them (and pulls in every built-in component).
+    from . import meta_arch  # noqa: F401
+
+    name = cfg.MODEL.META_ARCHITECTURE
+    if name not in META_ARCH_REGISTRY:
+        raise ValueError(
+            f"MODEL.META_ARCHITECTURE='{name}' is not registered; registered: "
+            f"{sorted(n for n, _ in META_ARCH_REGISTRY)}"
+        )
+    device = resolve_device(cfg.MODEL.DEVICE)
+    obj = META_ARCH_REGISTRY.get(name)
+    model = obj.from_config(cfg) if hasattr(obj, "from_config") else obj(cfg)
+    return model.to(device)

@@ -1,0 +1,3 @@
+"""Meta-architectures (registered in META_ARCH_REGISTRY)."""
+
+from .rcnn import GeneralizedRCNN
