@@ -209,3 +209,6 @@ _C.OUTPUT_DIR = "./output"
 _C.SEED = -1  # < 0: a seed drawn from time and pid, logged so the run can be repeated
 _C.CUDNN_BENCHMARK = False
 _C.LOG_PERIOD = 20  # det_dcn: iterations between log lines and metrics.json records
+# det_dcn: DistributedDataParallel's find_unused_parameters: True only for a model whose forward leaves some trainable
+# parameters without a gradient (it costs an extra graph traversal every iteration).
+_C.FIND_UNUSED_PARAMETERS = False

@@ -1,0 +1,254 @@
+"""DetectionCheckpointer: atomic training checkpoints, resume, and tolerant loading of model weights.
+
+A checkpoint file is ``{"model": state_dict, "optimizer": ..., "scheduler": ..., "grad_scaler": ...,
+"iteration": int, ...}``. Files are written to a temporary name in the same folder and renamed with ``os.replace``,
+so a crash or kill during a save leaves either the previous file or the new one, never half a file; the
+``last_checkpoint`` tag (a one-line text file naming the newest checkpoint) is updated the same way, after the
+checkpoint itself is complete. Only the main process writes.
+
+``load(path)`` takes a det_dcn checkpoint, a converted one (``{"model": state_dict}``) or a plain state dict; it strips
+the ``module.`` prefix DistributedDataParallel adds, skips tensors whose shape differs from the model's (e.g. a box
+predictor trained for another NUM_CLASSES) and logs missing, unexpected and skipped keys instead of failing.
+"""
+
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import nn
+
+from det_dcn.utils import comm
+
+LAST_CHECKPOINT_TAG = "last_checkpoint"
+
+
+@dataclass
+class LoadReport:
+    """What ``load`` did with a checkpoint's model weights (also logged)."""
+
+    loaded_keys: List[str] = field(default_factory=list)
+    missing_keys: List[str] = field(default_factory=list)  # in the model, not in the checkpoint
+    unexpected_keys: List[str] = field(default_factory=list)  # in the checkpoint, not in the model
+    # (key, shape in checkpoint, shape in model): not loaded
+    mismatched_keys: List[Tuple[str, Tuple[int, ...], Tuple[int, ...]]] = field(default_factory=list)
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
+        return model.module
+    return model
+
+
+def _atomic_torch_save(obj: Any, path: str) -> None:
+    """``torch.save`` to ``path`` through a temporary file and ``os.replace``: ``path`` is never partial."""
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _atomic_write_text(text: str, path: str) -> None:
+    tmp = f"{path}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def _extract_model_state(checkpoint: Any, path: str) -> Dict[str, torch.Tensor]:
+    """The model state dict inside a loaded file: ``{"model": sd, ...}`` or a plain ``sd``."""
+    if not isinstance(checkpoint, dict):
+        raise ValueError(
+            f"Checkpoint '{path}' holds a {type(checkpoint).__name__}; expected a dict "
+            f"(a det_dcn checkpoint {{'model': state_dict, ...}} or a plain state dict)"
+        )
+    if "model" in checkpoint:
+        state = checkpoint["model"]
+    elif "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], dict):
+        state = checkpoint["state_dict"]
+    else:
+        state = checkpoint
+    if not isinstance(state, dict):
+        raise ValueError(f"Checkpoint '{path}': its 'model' entry is a {type(state).__name__}, expected a state dict")
+    bad = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if bad:
+        raise ValueError(
+            f"Checkpoint '{path}': entries {bad[:5]} are not tensors; expected a state dict of tensors "
+            f"(is this a det_dcn or converted checkpoint? see tools/convert_weights.py)"
+        )
+    return state
+
+
+def _strip_prefix(state: Dict[str, torch.Tensor], prefix: str) -> Dict[str, torch.Tensor]:
+    if state and all(k.startswith(prefix) for k in state):
+        return {k[len(prefix):]: v for k, v in state.items()}
+    return state
+
+
+class DetectionCheckpointer:
+    """Saves and loads a model plus any objects with ``state_dict`` / ``load_state_dict`` (optimizer, ...).
+
+    Args:
+        model: the model (a DistributedDataParallel wrapper is unwrapped).
+        save_dir: folder of the checkpoints and the ``last_checkpoint`` tag ("" = cannot save).
+        save_to_disk: whether this process writes files; default: only the main process.
+        **checkpointables: e.g. ``optimizer=..., scheduler=..., grad_scaler=...``.
+    """
+
+    def __init__(self, model: nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None,
+                 **checkpointables: Any):
+        self.model = _unwrap(model)
+        self.save_dir = save_dir
+        self.save_to_disk = comm.is_main_process() if save_to_disk is None else save_to_disk
+        for name, obj in checkpointables.items():
+            if not (hasattr(obj, "state_dict") and hasattr(obj, "load_state_dict")):
+                raise TypeError(f"Checkpointable '{name}' ({type(obj).__name__}) has no state_dict/load_state_dict")
+        self.checkpointables = dict(checkpointables)
+        self.logger = logging.getLogger(__name__)
+
+    # ------------------------------------------------------------------------------------------------ saving
+    def save(self, name: str, **extra: Any) -> Optional[str]:
+        """Write ``save_dir/name.pth`` atomically and point ``last_checkpoint`` at it; returns the path.
+
+        ``extra`` (e.g. ``iteration=4999``) is stored alongside. Processes other than the main one return None.
+        """
+        if not self.save_to_disk:
+            return None
+        if not self.save_dir:
+            raise ValueError("DetectionCheckpointer.save: save_dir is empty; set OUTPUT_DIR to save checkpoints")
+        os.makedirs(self.save_dir, exist_ok=True)
+        data: Dict[str, Any] = {"model": self.model.state_dict()}
+        for key, obj in self.checkpointables.items():
+            data[key] = obj.state_dict()
+        clash = set(extra) & set(data)
+        if clash:
+            raise ValueError(f"DetectionCheckpointer.save: extra keys {sorted(clash)} clash with checkpointables")
+        data.update(extra)
+        basename = f"{name}.pth"
+        path = os.path.join(self.save_dir, basename)
+        _atomic_torch_save(data, path)
+        self.tag_last_checkpoint(basename)
+        self.logger.info(f"Saved checkpoint to {path}")
+        return path
+
+    def tag_last_checkpoint(self, basename: str) -> None:
+        _atomic_write_text(basename, os.path.join(self.save_dir, LAST_CHECKPOINT_TAG))
+
+    def has_checkpoint(self) -> bool:
+        return bool(self.save_dir) and os.path.exists(os.path.join(self.save_dir, LAST_CHECKPOINT_TAG))
+
+    def get_checkpoint_file(self) -> str:
+        """Path of the checkpoint ``last_checkpoint`` names; "" when there is none."""
+        tag = os.path.join(self.save_dir, LAST_CHECKPOINT_TAG)
+        try:
+            with open(tag, "r", encoding="utf-8") as f:
+                last = f.read().strip()
+        except FileNotFoundError:
+            return ""
+        if not last:
+            raise ValueError(f"'{tag}' is empty; expected the file name of the newest checkpoint")
+        return os.path.join(self.save_dir, last)
+
+    # ----------------------------------------------------------------------------------------------- loading
+    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+        """Resume from ``last_checkpoint`` (model and all checkpointables) when ``resume`` and one exists; else
+        load only the model weights from ``path`` ("" = nothing). Returns the checkpoint's other entries
+        (e.g. ``iteration``), {} when nothing was loaded."""
+        if resume and self.has_checkpoint():
+            return self.load(self.get_checkpoint_file())
+        if resume:
+            self.logger.info(f"No checkpoint to resume from in '{self.save_dir}'; starting from MODEL.WEIGHTS")
+        if not path:
+            return {}
+        return self.load(path, checkpointables=[])
+
+    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+        """Load model weights (tolerantly, see the module docstring) and the named checkpointables from ``path``.
+
+        Args:
+            checkpointables: names to restore; None = all that are in the file (resume), [] = model only.
+        Returns the file's entries that were not consumed (e.g. ``iteration``); the load report is in
+        ``self.last_load_report``.
+        """
+        if not path:
+            raise ValueError("DetectionCheckpointer.load: empty path")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"Checkpoint file '{path}' does not exist (check MODEL.WEIGHTS / OUTPUT_DIR)")
+        self.logger.info(f"Loading checkpoint from {path}")
+        try:
+            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"Cannot read checkpoint '{path}': {e}") from e
+        self.last_load_report = self._load_model(_extract_model_state(checkpoint, path), path)
+        if not isinstance(checkpoint, dict) or "model" not in checkpoint:
+            return {}
+        remaining = {k: v for k, v in checkpoint.items() if k != "model"}
+        names = list(self.checkpointables) if checkpointables is None else checkpointables
+        for name in names:
+            if name not in self.checkpointables:
+                raise KeyError(f"'{name}' is not a checkpointable of this checkpointer: {sorted(self.checkpointables)}")
+            if name in remaining:
+                self.logger.info(f"Loading {name} from {path}")
+                self.checkpointables[name].load_state_dict(remaining.pop(name))
+            elif checkpointables is not None:
+                raise KeyError(f"Checkpoint '{path}' has no '{name}' entry; it has {sorted(checkpoint)}")
+        for name in self.checkpointables:
+            remaining.pop(name, None)
+        return remaining
+
+    def _load_model(self, state: Dict[str, torch.Tensor], path: str) -> LoadReport:
+        state = _strip_prefix(state, "module.")
+        model_state = self.model.state_dict()
+        report = LoadReport()
+        to_load = {}
+        for key, value in state.items():
+            if key not in model_state:
+                report.unexpected_keys.append(key)
+            elif tuple(value.shape) != tuple(model_state[key].shape):
+                report.mismatched_keys.append((key, tuple(value.shape), tuple(model_state[key].shape)))
+            else:
+                to_load[key] = value
+        report.loaded_keys = sorted(to_load)
+        # num_batches_tracked is a BN counter no model relies on; FrozenBN checkpoints omit it.
+        report.missing_keys = sorted(
+            k for k in model_state if k not in state and not k.endswith("num_batches_tracked")
+        )
+        incompatible = self.model.load_state_dict(to_load, strict=False)
+        # load_state_dict may reject keys that _load_from_state_dict hooks consume differently; report those too.
+        extra_missing = set(incompatible.missing_keys) - set(report.missing_keys) - {k for k, _, _ in
+                                                                                   report.mismatched_keys}
+        report.missing_keys += sorted(k for k in extra_missing if not k.endswith("num_batches_tracked"))
+        self._log_report(report, path)
+        return report
+
+    def _log_report(self, report: LoadReport, path: str) -> None:
+        log = self.logger
+        log.info(f"Loaded {len(report.loaded_keys)} tensors from '{path}'")
+        if report.mismatched_keys:
+            lines = "\n".join(f"  {k}: checkpoint {tuple(a)} vs model {tuple(b)}" for k, a, b in report.mismatched_keys)
+            log.warning(f"Skipped {len(report.mismatched_keys)} tensors whose shape differs from the model:\n{lines}")
+        if report.missing_keys:
+            log.warning(
+                f"{len(report.missing_keys)} model tensors are not in the checkpoint (left as initialised):\n"
+                + "\n".join(f"  {k}" for k in report.missing_keys)
+            )
+        if report.unexpected_keys:
+            log.warning(
+                f"{len(report.unexpected_keys)} checkpoint tensors are not used by the model:\n"
+                + "\n".join(f"  {k}" for k in report.unexpected_keys)
+            )

@@ -1,0 +1,38 @@
+"""Training engine: trainer, hooks, launcher, command line, predictor."""
+
+from .defaults import default_argument_parser, default_setup
+from .hooks import (
+    CallbackHook,
+    EvalHook,
+    IterationTimer,
+    LRScheduler,
+    PeriodicCheckpointer,
+    PeriodicWriter,
+)
+from .launch import launch
+from .predictor import DefaultPredictor
+from .seeding import get_rng_state, seed_all_rng, set_rng_state
+from .train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase
+from .trainer import DefaultTrainer, create_ddp_model
+
+__all__ = [
+    "default_argument_parser",
+    "default_setup",
+    "launch",
+    "DefaultTrainer",
+    "DefaultPredictor",
+    "SimpleTrainer",
+    "TrainerBase",
+    "HookBase",
+    "CallbackHook",
+    "EvalHook",
+    "IterationTimer",
+    "LRScheduler",
+    "PeriodicCheckpointer",
+    "PeriodicWriter",
+    "NonFiniteLossError",
+    "create_ddp_model",
+    "seed_all_rng",
+    "get_rng_state",
+    "set_rng_state",
+]

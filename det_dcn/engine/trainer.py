@@ -1,0 +1,251 @@
+"""DefaultTrainer: the standard training job built from a config.
+
+It builds the model (wrapped in DistributedDataParallel when there are several processes), the SGD optimizer, the LR
+schedule, the checkpointer, AMP and gradient clipping, and the hooks (timer, LR schedule, checkpoints, evaluation,
+writers); the training data loader is built when ``train()`` starts, at the iteration training resumes from, so the
+data order of a resumed run continues where the interrupted run stopped. Typical use (what tools/train.py does)::
+
+    trainer = DefaultTrainer(cfg)
+    trainer.resume_or_load(resume=args.resume)
+    trainer.train()
+
+Subclasses can override the ``build_*`` classmethods (model, optimizer, scheduler, loaders, evaluator) to change
+one part; ``build_train_loader(cfg, start_iter)`` must continue the data order from ``start_iter``.
+"""
+
+import logging
+import os
+from collections import OrderedDict
+from typing import Any, Dict, List, Optional
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from det_dcn.checkpoint import DetectionCheckpointer
+from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
+from det_dcn.utils import comm
+from det_dcn.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter, \
+    tensorboard_available
+from det_dcn.utils.logger import setup_logger
+
+from . import hooks
+from .seeding import seed_all_rng, set_rng_state
+from .train_loop import NonFiniteLossError, SimpleTrainer
+
+logger = logging.getLogger(__name__)
+
+
+def create_ddp_model(model: nn.Module, *, find_unused_parameters: bool = False, **kwargs) -> nn.Module:
+    """Wrap ``model`` in DistributedDataParallel when there are several processes; return it as is otherwise.
+
+    ``find_unused_parameters`` costs an extra graph traversal every iteration; turn it on only for models whose
+    forward leaves some trainable parameters unused.
+    """
+    if comm.get_world_size() == 1:
+        return model
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        kwargs.setdefault("device_ids", [device.index if device.index is not None else comm.get_local_rank()])
+    # Buffers (e.g. BN statistics) are not broadcast each step; frozen / group norms have nothing to sync.
+    kwargs.setdefault("broadcast_buffers", False)
+    return DistributedDataParallel(model, find_unused_parameters=find_unused_parameters, **kwargs)
+
+
+def _check_solver_cfg(cfg) -> None:
+    s = cfg.SOLVER
+    if s.MAX_ITER < 0:
+        raise ValueError(f"SOLVER.MAX_ITER must be >= 0, got {s.MAX_ITER}")
+    if s.CHECKPOINT_PERIOD <= 0:
+        raise ValueError(f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {s.CHECKPOINT_PERIOD}")
+    if cfg.LOG_PERIOD <= 0:
+        raise ValueError(f"LOG_PERIOD must be > 0, got {cfg.LOG_PERIOD}")
+    if cfg.TEST.EVAL_PERIOD < 0:
+        raise ValueError(f"TEST.EVAL_PERIOD must be >= 0, got {cfg.TEST.EVAL_PERIOD}")
+    world = comm.get_world_size()
+    if s.IMS_PER_BATCH <= 0 or s.IMS_PER_BATCH % world != 0:
+        raise ValueError(
+            f"SOLVER.IMS_PER_BATCH ({s.IMS_PER_BATCH}) is the total batch over all processes and must be a positive "
+            f"multiple of the number of processes ({world})"
+        )
+    if not cfg.OUTPUT_DIR:
+        raise ValueError("OUTPUT_DIR is empty; training needs a folder for checkpoints and metrics")
+
+
+class DefaultTrainer(SimpleTrainer):
+    """Trainer with detectron2's defaults; see the module docstring.
+
+    Attributes: ``cfg``, ``model`` (DDP-wrapped when distributed), ``model_without_ddp``, ``optimizer``,
+    ``scheduler``, ``grad_scaler`` (CUDA AMP only), ``checkpointer``, ``start_iter``, ``max_iter``.
+    """
+
+    def __init__(self, cfg):
+        if not logging.getLogger("det_dcn").handlers:
+            setup_logger(distributed_rank=comm.get_rank())
+        _check_solver_cfg(cfg)
+        if cfg.SEED >= 0:
+            # Every rank builds the same initial model (DDP also broadcasts rank 0's); ranks draw different samples.
+            seed_all_rng(cfg.SEED + comm.get_rank())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        device = next(model.parameters()).device
+        amp = bool(cfg.SOLVER.AMP.ENABLED)
+        grad_scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
+        ddp_model = create_ddp_model(model, find_unused_parameters=cfg.FIND_UNUSED_PARAMETERS)
+        super().__init__(
+            ddp_model,
+            None,
+            optimizer,
+            amp=amp,
+            grad_scaler=grad_scaler,
+            clip_gradients=build_gradient_clipper(cfg),
+        )
+        self.cfg = cfg
+        self.model_without_ddp = model
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        checkpointables: Dict[str, Any] = {"optimizer": optimizer, "scheduler": self.scheduler}
+        if grad_scaler is not None:
+            checkpointables["grad_scaler"] = grad_scaler
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self._rng_state_to_restore: Optional[dict] = None
+        self._eval_hook: Optional[hooks.EvalHook] = None
+        self.register_hooks(self.build_hooks())
+
+    # ------------------------------------------------------------------------------------------ resume / load
+    def resume_or_load(self, resume: bool = True) -> None:
+        """``resume`` and OUTPUT_DIR has a ``last_checkpoint``: restore model, optimizer, scheduler, grad scaler,
+        iteration and RNG states from it. Otherwise load MODEL.WEIGHTS (model only; "" = from scratch)."""
+        resuming = resume and self.checkpointer.has_checkpoint()
+        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if not resuming:
+            return
+        if "iteration" not in checkpoint:
+            raise ValueError(
+                f"Checkpoint '{self.checkpointer.get_checkpoint_file()}' has no 'iteration' entry, "
+                "so training cannot resume from it; load it with MODEL.WEIGHTS instead of --resume"
+            )
+        self.start_iter = int(checkpoint["iteration"]) + 1
+        rng_states: Optional[List[dict]] = checkpoint.get("rng_states")
+        if rng_states and len(rng_states) == comm.get_world_size():
+            self._rng_state_to_restore = rng_states[comm.get_rank()]
+        else:
+            logger.warning(
+                f"The checkpoint holds RNG states of {len(rng_states or [])} processes, this run has "
+                f"{comm.get_world_size()}: random draws will not continue exactly as in the interrupted run"
+            )
+        logger.info(f"Resuming training at iteration {self.start_iter}")
+
+    # -------------------------------------------------------------------------------------------------- loop
+    def train(self) -> Optional[dict]:
+        """Train from ``start_iter`` to SOLVER.MAX_ITER; returns the last evaluation results (main process) or
+        None when nothing was evaluated."""
+        self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
+        # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.
+        if self._rng_state_to_restore is not None:
+            set_rng_state(self._rng_state_to_restore)
+            self._rng_state_to_restore = None
+        super().train(self.start_iter, self.max_iter)
+        if self._eval_hook is not None and comm.is_main_process():
+            return self._eval_hook.latest_results
+        return None
+
+    def run_step(self) -> None:
+        try:
+            super().run_step()
+        except NonFiniteLossError as e:
+            last = self.checkpointer.get_checkpoint_file() if comm.is_main_process() else ""
+            where = f"The last good checkpoint is '{last}'." if last else "No checkpoint had been written yet."
+            raise NonFiniteLossError(f"{e} {where}") from e
+
+    # ---------------------------------------------------------------------------------------------- builders
+    def build_hooks(self) -> List[hooks.HookBase]:
+        cfg = self.cfg
+        result: List[hooks.HookBase] = [
+            hooks.IterationTimer(),
+            hooks.LRScheduler(self.optimizer, self.scheduler),
+            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter),
+        ]
+        if len(cfg.DATASETS.TEST) > 0:
+
+            def evaluate() -> dict:
+                results = self.test(self.cfg, self.model_without_ddp)
+                self.model.train()  # evaluation switched the model to eval mode
+                return results
+
+            self._eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate)
+            result.append(self._eval_hook)
+        if comm.is_main_process():
+            result.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
+        return result
+
+    def build_writers(self) -> List[EventWriter]:
+        """Console line, OUTPUT_DIR/metrics.json and (when importable) TensorBoard under OUTPUT_DIR."""
+        writers: List[EventWriter] = [
+            CommonMetricPrinter(self.max_iter),
+            JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
+        ]
+        if tensorboard_available():
+            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+        return writers
+
+    @classmethod
+    def build_model(cls, cfg) -> nn.Module:
+        from det_dcn.modeling import build_model
+
+        model = build_model(cfg)
+        logger.info(f"Model:\n{model}")
+        return model
+
+    @classmethod
+    def build_optimizer(cls, cfg, model: nn.Module) -> torch.optim.Optimizer:
+        return build_optimizer(cfg, model)
+
+    @classmethod
+    def build_lr_scheduler(cls, cfg, optimizer: torch.optim.Optimizer):
+        return build_lr_scheduler(cfg, optimizer)
+
+    @classmethod
+    def build_train_loader(cls, cfg, start_iter: int = 0):
+        """Infinite loader of per-process batches whose order continues from iteration ``start_iter``."""
+        from det_dcn.data import build_detection_train_loader
+
+        return build_detection_train_loader(cfg, start_iter=start_iter)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name: str):
+        from det_dcn.data import build_detection_test_loader
+
+        return build_detection_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name: str):
+        """COCOEvaluator writing its files under OUTPUT_DIR/inference/<dataset_name>."""
+        from det_dcn.evaluation import COCOEvaluator
+
+        return COCOEvaluator(dataset_name, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name))
+
+    @classmethod
+    def test(cls, cfg, model: nn.Module, evaluators: Optional[list] = None) -> dict:
+        """Evaluate ``model`` on every dataset in DATASETS.TEST.
+
+        Returns ``{"bbox": {"AP": ...}}`` for one dataset, ``{name: {"bbox": ...}}`` for several; other ranks than
+        the main one get empty results.
+        """
+        from det_dcn.evaluation import inference_on_dataset, print_csv_format
+
+        names = list(cfg.DATASETS.TEST)
+        if evaluators is not None and len(evaluators) != len(names):
+            raise ValueError(f"test: {len(evaluators)} evaluators given for {len(names)} datasets {names}")
+        results: "OrderedDict[str, dict]" = OrderedDict()
+        for i, name in enumerate(names):
+            loader = cls.build_test_loader(cfg, name)
+            evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(cfg, name)
+            results[name] = inference_on_dataset(model, loader, evaluator) or {}
+            if comm.is_main_process() and results[name]:
+                logger.info(f"Evaluation results for {name}:")
+                print_csv_format(results[name])
+        if len(results) == 1:
+            return next(iter(results.values()))
+        return dict(results)

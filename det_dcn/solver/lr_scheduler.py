@@ -1,0 +1,121 @@
+"""Iteration-based LR schedules with warmup: WarmupMultiStepLR and WarmupCosineLR.
+
+Both are ``torch.optim.lr_scheduler.LRScheduler`` subclasses whose LR is a closed-form function of the iteration
+(``last_epoch`` counts iterations here), so ``state_dict()`` / ``load_state_dict()`` make a resumed run continue the
+schedule exactly. The trainer calls ``step()`` once after every iteration: the LR used in iteration ``i`` is
+``base_lr * warmup_factor(i) * decay(i)``.
+"""
+
+import bisect
+import logging
+import math
+from typing import List, Sequence
+
+import torch
+from torch.optim.lr_scheduler import LRScheduler
+
+logger = logging.getLogger(__name__)
+
+WARMUP_METHODS = ("linear", "constant")
+
+
+def warmup_factor_at_iter(method: str, iteration: int, warmup_iters: int, warmup_factor: float) -> float:
+    """Multiplier of the base LR at ``iteration`` during warmup; 1.0 from ``warmup_iters`` on.
+
+    "constant": ``warmup_factor`` throughout warmup. "linear": from ``warmup_factor`` at iteration 0 rising linearly
+    to 1.0 at ``warmup_iters``.
+    """
+    if iteration >= warmup_iters:
+        return 1.0
+    if method == "constant":
+        return warmup_factor
+    if method == "linear":
+        alpha = iteration / warmup_iters
+        return warmup_factor * (1.0 - alpha) + alpha
+    raise ValueError(f"Unknown warmup method '{method}'; expected one of {WARMUP_METHODS}")
+
+
+def _check_warmup(method: str, warmup_iters: int, warmup_factor: float) -> None:
+    if method not in WARMUP_METHODS:
+        raise ValueError(f"SOLVER.WARMUP_METHOD: got '{method}', expected one of {WARMUP_METHODS}")
+    if warmup_iters < 0:
+        raise ValueError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
+    if not 0.0 <= warmup_factor <= 1.0:
+        raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
+
+
+class WarmupMultiStepLR(LRScheduler):
+    """Warmup, then the LR multiplied by ``gamma`` at each milestone iteration (detectron2's default schedule)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        milestones: Sequence[int],
+        gamma: float = 0.1,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        max_iter: int = 0,
+        last_epoch: int = -1,
+    ):
+        milestones = [int(m) for m in milestones]
+        if milestones != sorted(milestones) or len(set(milestones)) != len(milestones):
+            raise ValueError(f"SOLVER.STEPS must be strictly increasing iterations, got {milestones}")
+        if any(m <= 0 for m in milestones):
+            raise ValueError(f"SOLVER.STEPS must be positive iterations, got {milestones}")
+        if max_iter > 0 and any(m >= max_iter for m in milestones):
+            logger.warning(
+                f"SOLVER.STEPS {milestones} has steps at or after SOLVER.MAX_ITER={max_iter}; they never apply"
+            )
+        _check_warmup(warmup_method, warmup_iters, warmup_factor)
+        self.milestones: List[int] = milestones
+        self.gamma = float(gamma)
+        self.warmup_factor = float(warmup_factor)
+        self.warmup_iters = int(warmup_iters)
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        return warmup * self.gamma ** bisect.bisect_right(self.milestones, iteration)
+
+    def get_lr(self) -> List[float]:
+        factor = self._factor(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
+
+
+class WarmupCosineLR(LRScheduler):
+    """Warmup, then half a cosine from the base LR at iteration 0 down to 0 at ``max_iter``."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        max_iter: int,
+        warmup_factor: float = 0.001,
+        warmup_iters: int = 1000,
+        warmup_method: str = "linear",
+        last_epoch: int = -1,
+    ):
+        if max_iter <= 0:
+            raise ValueError(f"SOLVER.MAX_ITER must be > 0 for WarmupCosineLR, got {max_iter}")
+        _check_warmup(warmup_method, warmup_iters, warmup_factor)
+        self.max_iter = int(max_iter)
+        self.warmup_factor = float(warmup_factor)
+        self.warmup_iters = int(warmup_iters)
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _factor(self, iteration: int) -> float:
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        progress = min(iteration, self.max_iter) / self.max_iter
+        return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    def get_lr(self) -> List[float]:
+        factor = self._factor(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
