@@ -117,7 +117,7 @@ class FastRCNNOutputLayers(nn.Module):
     def predict_boxes(self, deltas: Tensor, proposal_boxes: Tensor) -> Tensor:
         """``[R, K*4 or 4]`` deltas on ``[R, 4]`` proposals -> ``[R, K or 1, 4]`` boxes."""
         boxes = self.box2box_transform.apply_deltas(deltas, proposal_boxes)
-        return boxes.view(boxes.shape[0], -1, 4)
+        return boxes.view(boxes.shape[0], deltas.shape[1] // 4, 4)
 
     def inference(
         self, predictions: Tuple[Tensor, Tensor], proposal_boxes: List[Tensor], image_sizes: List[Tuple[int, int]]
