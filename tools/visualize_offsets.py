@@ -12,6 +12,11 @@ Writes into DIR (NAME = the image's stem):
   layers as in the DCN paper's figure), NAME_dcn_positions.png (several positions of the top layer: the offsets
   are learned per position), NAME_dpool_<i>.png (one per detection, up to --detections).
 
+Propagation follows the DCN paper's figure: each sampling point of a deformable layer is taken as an output
+position of the deformable layer below it (offsets bilinearly interpolated there); the plain convs in between are
+not drawn. Offsets are read with forward hooks on each layer's conv_offset (and on the pooler's offset_fc /
+mask_fc), so they are exactly what the model used for this image.
+
 The DCN position defaults to the centre of the top detection (else the image centre); --position X Y gives it in
 the input image's pixels. --layer picks the deformable convs (module names, listed when a name is wrong), top
 layer last; the default is the last --levels of the model.
@@ -67,22 +72,23 @@ def pick_layers(records: dict, names: Optional[Sequence[str]], levels: int) -> L
     return known[-levels:]
 
 
-def test_resize_scale(cfg, height: int, width: int) -> float:
-    """The factor by which the model resizes an image of (height, width) at test time (MIN/MAX_SIZE_TEST)."""
-    short, long_ = cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST
-    if short <= 0:
-        return 1.0
-    scale = short / min(height, width)
-    if long_ > 0 and max(height, width) * scale > long_:
-        scale = long_ / max(height, width)
-    return scale
+def resize_ratios(cfg, height: int, width: int) -> np.ndarray:
+    """(x, y) factors from the input image's pixels to the pixels of the image the model sees (its own test-time
+    resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST: scale s, size floor(n * s), boxes mapped back by the size
+    ratio)."""
+    if cfg.INPUT.MIN_SIZE_TEST <= 0:
+        return np.ones(2)
+    from det_dcn.modeling.meta_arch.preprocess import resize_scale
+
+    s = resize_scale(height, width, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
+    return np.array([np.floor(width * s) / width, np.floor(height * s) / height])
 
 
 def run_pooler_on_boxes(model, features, boxes_resized: torch.Tensor) -> None:
     """Run the model's box pooler on ``boxes_resized`` ([K, 4] in the resized image) so the recorder sees the
     deformable pooler's offsets for exactly these boxes."""
     roi_heads = model.roi_heads
-    feats = [features[f] for f in roi_heads.in_features]
+    feats = [features[f] for f in roi_heads.box_in_features]
     roi_heads.box_pooler(feats, [boxes_resized.to(feats[0].device, feats[0].dtype)])
 
 
@@ -109,11 +115,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
               file=sys.stderr)
         return 1
     h, w = image.shape[:2]
-    scale = test_resize_scale(cfg, h, w)
+    scale = resize_ratios(cfg, h, w)  # (x, y): input image -> resized image
     features = {}
     hook = model.backbone.register_forward_hook(lambda m, a, out: features.update(out))
     try:
-        with DeformRecorder(model) as rec, torch.no_grad():
+        # inference_mode like the predictor: its feature maps are inference tensors.
+        with DeformRecorder(model) as rec, torch.inference_mode():
             pred = predictor(image)
             keep = (pred["scores"] >= args.confidence_threshold).nonzero().flatten()
             keep = keep[pred["scores"][keep].argsort(descending=True)]
@@ -123,7 +130,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             rec.clear_pool()
             n_pool = min(args.detections, len(boxes))
             if deformable_pool_modules(model) and n_pool > 0:
-                run_pooler_on_boxes(model, features, torch.as_tensor(boxes[:n_pool] * scale))
+                run_pooler_on_boxes(model, features, torch.as_tensor(boxes[:n_pool] * np.tile(scale, 2)))
     finally:
         hook.remove()
 
@@ -154,7 +161,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             image, unit, to_orig(propagate_sampling(recs, unit_resized)),
             to_orig(propagate_sampling(recs, unit_resized, regular=True)), [short_name(r.name) for r in recs],
             [r.out_stride for r in recs], any(r.mask is not None for r in recs), size)
-        units = position_grid(recs[0], h * scale, w * scale)
+        units = position_grid(recs[0], h * scale[1], w * scale[0])
         pts, _ = dcn_sampling_points(recs[0], units)
         reg, _ = dcn_sampling_points(recs[0], units, regular=True)
         figures["dcn_positions"] = dcn_positions_panel(image, units * inv, pts * inv, reg * inv,
@@ -167,7 +174,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     pool_notes = []
     for i in range(n_pool):
-        found = match_pool_record(rec.pool, boxes[i] * scale)
+        found = match_pool_record(rec.pool, boxes[i] * np.tile(scale, 2))
         if found is None:
             pool_notes.append(f"detection {i}: the deformable pooler did not see its box")
             continue
@@ -175,8 +182,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         roi = pr.rois[row, 1:5]
         label = f"{class_name(classes[i], class_names)} {scores[i]:.2f}"
         figures[f"dpool_{i}"] = dpool_panel(
-            image, boxes[i], roi_bins(roi, pr.output_size) * inv,
-            roi_bins(roi, pr.output_size, pr.offset[row], pr.gamma) * inv,
+            image, boxes[i], roi_bins(roi, pr.output_size) * np.tile(inv, 2),
+            roi_bins(roi, pr.output_size, pr.offset[row], pr.gamma) * np.tile(inv, 2),
             None if pr.mask is None else pr.mask[row], label, class_color(int(classes[i])), pr.gamma, size)
         if i == 0:
             overview.append(figures[f"dpool_{i}"])

@@ -10,14 +10,21 @@ import cv2
 import numpy as np
 
 
+def _dumps(obj: Any) -> str:
+    """JSON with one top-level key per line (compact values): readable, yet short for long box lists."""
+    if not isinstance(obj, dict):
+        return json.dumps(obj)
+    items = [f" {json.dumps(str(k))}: {json.dumps(v)}" for k, v in obj.items()]
+    return "{\n" + ",\n".join(items) + "\n}"
+
+
 def atomic_write_json(path: str, obj: Any) -> None:
-    """Write ``obj`` as indented JSON to ``path`` atomically."""
+    """Write ``obj`` as JSON to ``path`` atomically (a dict gets one top-level key per line)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.write("\n")
+            f.write(_dumps(obj) + "\n")
         os.chmod(tmp, 0o644)  # mkstemp makes 0600 files; results should be readable like any other output
         os.replace(tmp, path)
     except BaseException:

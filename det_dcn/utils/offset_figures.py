@@ -18,11 +18,21 @@ RED = (40, 40, 235)
 GREY = (210, 210, 210)
 CYAN = (230, 200, 0)
 WHITE = (255, 255, 255)
+MAGENTA = (220, 60, 220)
+# Sampling points of the top deformable layer, the one below it, and further down.
+DEPTH_COLORS = [(YELLOW, "yellow"), (RED, "red"), (MAGENTA, "magenta"), (CYAN, "blue")]
+DEPTH_RADII = [6.0, 4.0, 2.5, 2.0]
 
 
 def _dim(panel: np.ndarray, factor: float = 0.7) -> np.ndarray:
     """Darken a rendered image so coloured marks on top of it stand out."""
     return (panel.astype(np.float32) * factor).astype(np.uint8)
+
+
+def _outline_image(panel: np.ndarray, view: View, shape) -> None:
+    """Thin white outline of the image's extent (points may fall outside it, on the grey border)."""
+    a, b = view.to_panel(np.array([0.0, 0.0])), view.to_panel(np.array([shape[1], shape[0]], dtype=np.float64))
+    draw_polyline_rect(panel, (a[0], a[1], b[0], b[1]), (245, 245, 245), 1)
 
 
 def detections_panel(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
@@ -54,6 +64,7 @@ def dcn_panel(image: np.ndarray, unit_xy: Sequence[float], levels: List[Tuple[np
     every = np.concatenate([unit[None]] + [p for p, _ in levels] + [p for p, _ in regular_levels])
     view = View(fit_window(every, image.shape, margin=0.08, min_size=16), size, size)
     panel = _dim(view.render(image))
+    _outline_image(panel, view, image.shape)
     k = len(levels[0][0])
     last = len(levels) - 1
     # Regular grid first, as hollow rings, so the learned points are drawn over it.
@@ -68,22 +79,23 @@ def dcn_panel(image: np.ndarray, unit_xy: Sequence[float], levels: List[Tuple[np
         for i, c in enumerate(child):
             p = parents[i // k]
             cv2.line(overlay, tuple(int(round(v)) for v in p), tuple(int(round(v)) for v in c),
-                     YELLOW if depth == 0 else RED, 1, cv2.LINE_AA)
+                     DEPTH_COLORS[min(depth, 3)][0], 1, cv2.LINE_AA)
         parents = child
     panel = cv2.addWeighted(overlay, 0.35, panel, 0.65, 0)
     for depth in range(last, -1, -1):
         pts, wts = levels[depth]
-        color = YELLOW if depth == 0 else RED
-        radius = 6.0 if depth == 0 and last > 0 else 4.0
+        color = DEPTH_COLORS[min(depth, 3)][0]
+        radius = DEPTH_RADII[min(depth, 3)] if last > 0 else 5.0
         panel = draw_points(panel, view.to_panel(pts), color, radius, weights=wts if modulated else None,
                             outline=(0, 0, 0))
     draw_cross(panel, view.to_panel(unit), 8, GREEN)
 
-    legend = [(f"green x: one output unit of {layer_names[0]} (stride {strides[0]:g} px)", GREEN),
+    legend = [(f"green x: one output unit of {layer_names[0]} (stride {strides[0]:g})", GREEN),
               (f"yellow: its {k} sampling points (learned offsets)", YELLOW)]
     for depth in range(1, len(levels)):
-        legend.append((f"red: at each {'yellow' if depth == 1 else 'previous'} point, the {k} points of "
-                       f"{layer_names[depth]}: {len(levels[depth][0])} points in all", RED))
+        color, color_name = DEPTH_COLORS[min(depth, 3)]
+        legend.append((f"{color_name}: at each {DEPTH_COLORS[min(depth - 1, 3)][1]} point, the {k} points of "
+                       f"{layer_names[depth]}: {len(levels[depth][0])} points in all", color))
     legend.append(("grey rings: the regular dilated grid of the same layers (zero offsets)", GREY))
     if modulated:
         legend.append(("dot size and opacity: the DCNv2 modulation mask (product down the stack)", None))
@@ -102,6 +114,7 @@ def dcn_positions_panel(image: np.ndarray, units: np.ndarray, points: np.ndarray
     every = np.concatenate([units, points.reshape(-1, 2), np.array([[0, 0], [w, h]], dtype=np.float64)])
     view = View(fit_window(every, image.shape, margin=0.03), size, size)
     panel = _dim(view.render(image))
+    _outline_image(panel, view, image.shape)
     for u in range(len(units)):
         color = class_color(u + 3)
         panel = draw_points(panel, view.to_panel(regular[u]), GREY, 3.0, filled=False)

@@ -65,7 +65,7 @@ def upscale_for_display(image: np.ndarray, min_size: int) -> Tuple[np.ndarray, i
 def font_params(image_shape: Sequence[int]) -> Tuple[float, int]:
     """Font scale and thickness for labels on an image of ``image_shape`` (H, W, ...): readable, not dominant."""
     short = min(image_shape[0], image_shape[1])
-    scale = min(1.2, max(0.35, short / 900.0))
+    scale = min(1.2, max(0.4, short / 900.0))
     return scale, 1 if scale < 0.8 else 2
 
 
