@@ -341,7 +341,7 @@ def ensure_shapes(root: str, num: Optional[Dict[str, int]] = None, seed: int = D
                   f"{time.perf_counter() - start:.1f} s under {root}", flush=True)
 
 
-def save_montage(root: str, split: str, out_path: str, n: int = 12, cols: int = 4, scale: int = 2) -> None:
+def save_montage(root: str, split: str, out_path: str, n: int = 8, cols: int = 4, scale: float = 1.5) -> None:
     """A grid of the first ``n`` images of a split with their boxes and class names, for a visual check."""
     with open(json_path(root, split)) as f:
         coco = json.load(f)
@@ -349,13 +349,13 @@ def save_montage(root: str, split: str, out_path: str, n: int = 12, cols: int = 
     by_img: Dict[int, list] = {}
     for a in coco["annotations"]:
         by_img.setdefault(a["image_id"], []).append(a)
-    side = IMAGE_SIDE_RANGE[1] * scale
+    side = int(round(IMAGE_SIDE_RANGE[1] * scale))
     tiles = []
     for im in coco["images"][:n]:
         img = cv2.imread(os.path.join(image_dir(root, split), im["file_name"]))
-        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST)
+        img = cv2.resize(img, None, fx=scale, fy=scale, interpolation=cv2.INTER_LINEAR)
         for a in by_img.get(im["id"], []):
-            x, y, w, h = (v * scale for v in a["bbox"])
+            x, y, w, h = (int(round(v * scale)) for v in a["bbox"])
             cv2.rectangle(img, (x, y), (x + w - 1, y + h - 1), (0, 255, 0), 1)
             cv2.putText(img, names[a["category_id"]], (x + 2, max(y - 3, 10)), cv2.FONT_HERSHEY_SIMPLEX, 0.4,
                         (0, 0, 0), 3, cv2.LINE_AA)
@@ -368,7 +368,7 @@ def save_montage(root: str, split: str, out_path: str, n: int = 12, cols: int = 
         tiles.append(np.full_like(tiles[0], 255))
     rows = [np.concatenate(tiles[i:i + cols], axis=1) for i in range(0, len(tiles), cols)]
     os.makedirs(os.path.dirname(os.path.abspath(out_path)), exist_ok=True)
-    cv2.imwrite(out_path, np.concatenate(rows, axis=0))
+    cv2.imwrite(out_path, np.concatenate(rows, axis=0), [cv2.IMWRITE_PNG_COMPRESSION, 9])
 
 
 def main(argv=None) -> None:

@@ -101,7 +101,7 @@ def test_builtin_shapes_read_through_coco_loader(tmp_path):
 
 def test_cli_and_montage(tmp_path):
     out = tmp_path / "m.png"
-    shapes.main(["--root", str(tmp_path / "s"), "--num-train", "3", "--num-val", "12", "--workers", "1",
+    shapes.main(["--root", str(tmp_path / "s"), "--num-train", "3", "--num-val", "8", "--workers", "1",
                  "--montage", str(out)])
     import cv2
 
