@@ -57,6 +57,18 @@ def get_parser() -> argparse.ArgumentParser:
     return p
 
 
+def check_args(args: argparse.Namespace) -> None:
+    """ValueError naming the option and value when a numeric option is out of range."""
+    if not 0.0 <= args.confidence_threshold <= 1.0:
+        raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    if args.detections < 0:
+        raise ValueError(f"--detections must be >= 0, got {args.detections}")
+    if args.levels < 1:
+        raise ValueError(f"--levels must be >= 1, got {args.levels}")
+    if args.panel_size < 160:
+        raise ValueError(f"--panel-size must be >= 160 pixels (room for the legend), got {args.panel_size}")
+
+
 def pick_layers(records: dict, names: Optional[Sequence[str]], levels: int) -> List[str]:
     """Deformable conv names to stack, bottom to top; ValueError naming the unknown layer and listing the known."""
     known = list(records)
@@ -95,6 +107,7 @@ def run_pooler_on_boxes(model, features, boxes_resized: torch.Tensor) -> None:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = get_parser().parse_args(argv)
     try:
+        check_args(args)
         cfg = get_cfg()
         cfg.merge_from_file(args.config_file)
         cfg.merge_from_list(args.opts)
@@ -160,7 +173,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         figures["dcn"] = dcn_panel(
             image, unit, to_orig(propagate_sampling(recs, unit_resized)),
             to_orig(propagate_sampling(recs, unit_resized, regular=True)), [short_name(r.name) for r in recs],
-            [r.out_stride for r in recs], any(r.mask is not None for r in recs), size)
+            [r.out_stride for r in recs], any(r.mask is not None for r in recs), size,
+            notes=[f"{short_name(r.name)}: deformable group 0 of {r.deform_groups} shown"
+                   for r in recs if r.deform_groups > 1])
         units = position_grid(recs[0], h * scale[1], w * scale[0])
         pts, _ = dcn_sampling_points(recs[0], units)
         reg, _ = dcn_sampling_points(recs[0], units, regular=True)

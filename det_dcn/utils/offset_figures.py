@@ -54,7 +54,7 @@ def detections_panel(image: np.ndarray, boxes: np.ndarray, scores: np.ndarray, c
 
 def dcn_panel(image: np.ndarray, unit_xy: Sequence[float], levels: List[Tuple[np.ndarray, np.ndarray]],
               regular_levels: List[Tuple[np.ndarray, np.ndarray]], layer_names: Sequence[str],
-              strides: Sequence[float], modulated: bool, size: int) -> np.ndarray:
+              strides: Sequence[float], modulated: bool, size: int, notes: Sequence[str] = ()) -> np.ndarray:
     """Sampling points of stacked deformable convs for one output unit, against the regular dilated grid.
 
     ``levels`` / ``regular_levels``: per layer, top layer first, (points [K**n, 2], weights [K**n]) as returned by
@@ -99,6 +99,7 @@ def dcn_panel(image: np.ndarray, unit_xy: Sequence[float], levels: List[Tuple[np
     legend.append(("grey rings: the regular dilated grid of the same layers (zero offsets)", GREY))
     if modulated:
         legend.append(("dot size and opacity: the DCNv2 modulation mask (product down the stack)", None))
+    legend.extend((note, None) for note in notes)
     legend.append(("The offsets are predicted per output position: another position samples elsewhere.", None))
     title = f"DCN sampling points, {len(levels)} stacked layer(s)"
     return add_title_and_legend(panel, title, legend)

@@ -26,7 +26,7 @@ def _load_tool():
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("offsets")
     images = write_test_images(str(root / "images"))
-    return root, images
+    return root, images, write_tiny_model(str(root / "v1"))
 
 
 def _color_pixels(img: np.ndarray, bgr, tol: int = 30) -> int:
@@ -34,8 +34,7 @@ def _color_pixels(img: np.ndarray, bgr, tol: int = 30) -> int:
 
 
 def test_offsets_figures_dcn_and_dpool(setup):
-    root, images = setup
-    cfg = write_tiny_model(str(root / "v1"))
+    root, images, cfg = setup
     out = root / "out"
     proc = subprocess.run(
         [sys.executable, TOOL, "--config-file", cfg, "--input", images[0], "--output", str(out), "--detections", "2",
@@ -64,7 +63,7 @@ def test_offsets_figures_dcn_and_dpool(setup):
 
 
 def test_offsets_modulated_recorder_and_errors(setup, capsys):
-    root, images = setup
+    root, images, _ = setup
     cfg_path = write_tiny_model(str(root / "v2"), modulated=True, seed=1)
     tool = _load_tool()
 
@@ -120,3 +119,19 @@ def test_pool_record_matches_detection_boxes(setup):
     assert found is not None and found[1] == 1
     assert tool.match_pool_record([pr], np.array([50.0, 5.0, 90.0, 9.0])) is None
     assert tool.short_name("backbone.bottom_up.res5.1.conv2") == "res5.1.conv2"
+
+
+def test_offsets_argument_and_model_errors(setup, tmp_path, capsys):
+    root, images, cfg_path = setup
+    tool = _load_tool()
+    for opt, value in [("--detections", "-1"), ("--levels", "0"), ("--panel-size", "50"),
+                       ("--confidence-threshold", "2")]:
+        assert tool.main(["--config-file", cfg_path, "--input", images[0], "--output", str(tmp_path), opt,
+                          value]) == 2
+        assert opt in capsys.readouterr().err
+    # A model without deformable layers: nothing to draw, said plainly.
+    code = tool.main(["--config-file", cfg_path, "--input", images[0], "--output", str(tmp_path / "o"),
+                      "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, False, False, False]",
+                      "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2", "MODEL.WEIGHTS", ""])
+    assert code == 1
+    assert "no deformable" in capsys.readouterr().err
