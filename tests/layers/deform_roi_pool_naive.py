@@ -46,8 +46,8 @@ def naive_deform_roi_pool(input, rois, offset, output_size, spatial_scale, sampl
             for pw in range(pw_n):
                 dx = dy = 0.0
                 if offset is not None:
-                    dx = gamma * roi_w * float(offset[r, 0, ph, pw])
-                    dy = gamma * roi_h * float(offset[r, 1, ph, pw])
+                    dx = gamma * roi_w * float(offset[r, 0, ph, pw].detach())
+                    dy = gamma * roi_h * float(offset[r, 1, ph, pw].detach())
                 acc = input.new_zeros(input.shape[1])
                 for iy in range(grid_h):
                     y = y1 + dy + ph * bin_h + (iy + 0.5) * bin_h / grid_h
