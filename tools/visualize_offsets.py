@@ -48,7 +48,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--position", nargs=2, type=float, default=None, metavar=("X", "Y"),
                    help="image position (input pixels) for the DCN sampling points")
     p.add_argument("--layer", nargs="+", default=None, metavar="NAME",
-                   help="deformable conv module names to stack, bottom to top (default: the last --levels)")
+                   help="deformable conv module names to stack, bottom to top, full or without the "
+                        "'backbone.bottom_up.' prefix (default: the last --levels)")
     p.add_argument("--levels", type=int, default=2, help="stacked deformable layers to propagate through")
     p.add_argument("--detections", type=int, default=1, help="detections to draw dpool bins for")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
@@ -75,10 +76,11 @@ def pick_layers(records: dict, names: Optional[Sequence[str]], levels: int) -> L
     if not known:
         return []
     if names:
-        unknown = [n for n in names if n not in records]
+        by_short = {short_name(n): n for n in known}
+        unknown = [n for n in names if n not in records and n not in by_short]
         if unknown:
             raise ValueError(f"--layer {unknown} not among the model's deformable convs: {known}")
-        return list(names)
+        return [n if n in records else by_short[n] for n in names]
     if levels < 1:
         raise ValueError(f"--levels must be >= 1, got {levels}")
     return known[-levels:]

@@ -89,7 +89,7 @@ def test_offsets_modulated_recorder_and_errors(setup, capsys):
 
     out = root / "out_v2"
     code = tool.main(["--config-file", cfg_path, "--input", images[1], "--output", str(out), "--position", "20", "50",
-                      "--layer", "backbone.bottom_up.res4.1.conv2", "backbone.bottom_up.res5.1.conv2",
+                      "--layer", "res4.1.conv2", "backbone.bottom_up.res5.1.conv2",
                       "--confidence-threshold", "0", "--panel-size", "240"])
     assert code == 0
     log = capsys.readouterr().out
