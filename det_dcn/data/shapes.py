@@ -164,7 +164,7 @@ def render_image(rng: np.random.Generator) -> Tuple[np.ndarray, List[dict]]:
         if len(classes) == want:
             break
         cls = int(rng.integers(len(CLASSES)))
-        max_size = 0.55 * min(h, w)
+        max_size = 0.65 * min(h, w)
         size = float(np.exp(rng.uniform(np.log(14), np.log(max_size))))
         pts = _rotate(_shape_polygon(CLASSES[cls], size, rng), rng.uniform(0, 2 * np.pi))
         lo, hi = pts.min(0), pts.max(0)
