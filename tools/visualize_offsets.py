@@ -157,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 2
     os.makedirs(args.output, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.input))[0] or "image"
-    size, inv = args.panel_size, 1.0 / scale
+    size = args.panel_size
     if args.position is not None:
         position = np.array(args.position, dtype=np.float64)
     elif len(boxes):
@@ -165,48 +165,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     else:
         position = np.array([w / 2.0, h / 2.0])
 
-    figures, overview = {}, []
-    unit = None
-    if names:
-        recs = [rec.dcn[n] for n in reversed(names)]  # top layer first
-        _, unit_resized = nearest_unit(recs[0], position * scale)
-        unit = unit_resized * inv
-        to_orig = lambda levels: [(p * inv, wt) for p, wt in levels]  # noqa: E731
-        figures["dcn"] = dcn_panel(
-            image, unit, to_orig(propagate_sampling(recs, unit_resized)),
-            to_orig(propagate_sampling(recs, unit_resized, regular=True)), [short_name(r.name) for r in recs],
-            [r.out_stride for r in recs], any(r.mask is not None for r in recs), size,
-            notes=[f"{short_name(r.name)}: deformable group 0 of {r.deform_groups} shown"
-                   for r in recs if r.deform_groups > 1])
-        units = position_grid(recs[0], h * scale[1], w * scale[0])
-        pts, _ = dcn_sampling_points(recs[0], units)
-        reg, _ = dcn_sampling_points(recs[0], units, regular=True)
-        figures["dcn_positions"] = dcn_positions_panel(image, units * inv, pts * inv, reg * inv,
-                                                       short_name(recs[0].name), size)
+    figures = dcn_figures(image, rec, names, position, scale, size)
+    unit = figures.pop("unit", None)
     figures["detections"] = detections_panel(image, boxes, scores, classes, class_names, size, unit,
                                              args.confidence_threshold)
-    overview.append(figures["detections"])
-    if "dcn" in figures:
-        overview.append(figures["dcn"])
-
-    pool_notes = []
-    for i in range(n_pool):
-        found = match_pool_record(rec.pool, boxes[i] * np.tile(scale, 2))
-        if found is None:
-            pool_notes.append(f"detection {i}: the deformable pooler did not see its box")
-            continue
-        pr, row = found
-        roi = pr.rois[row, 1:5]
-        label = f"{class_name(classes[i], class_names)} {scores[i]:.2f}"
-        figures[f"dpool_{i}"] = dpool_panel(
-            image, boxes[i], roi_bins(roi, pr.output_size) * np.tile(inv, 2),
-            roi_bins(roi, pr.output_size, pr.offset[row], pr.gamma) * np.tile(inv, 2),
-            None if pr.mask is None else pr.mask[row], label, class_color(int(classes[i])), pr.gamma, size)
-        if i == 0:
-            overview.append(figures[f"dpool_{i}"])
+    dpool, pool_notes = dpool_figures(image, rec.pool, boxes[:n_pool], scores, classes, class_names, scale, size)
+    figures.update(dpool)
     if deformable_pool_modules(model) and n_pool == 0:
         pool_notes.append(f"no detection with score >= {args.confidence_threshold}: no dpool figure "
                           "(lower --confidence-threshold)")
+    overview = [figures[k] for k in ("detections", "dcn", "dpool_0") if k in figures]
 
     written = []
     for key, fig in [("overview", hstack_panels(overview))] + list(figures.items()):
@@ -220,6 +188,50 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for path in written:
         print(f"  {path}")
     return 0
+
+
+def dcn_figures(image, rec, names, position, scale, size) -> dict:
+    """"dcn" (stacked layers' points for the unit nearest to ``position``) and "dcn_positions" figures, plus
+    "unit": that unit's centre in input pixels. Empty when ``names`` is."""
+    if not names:
+        return {}
+    inv = 1.0 / scale
+    h, w = image.shape[:2]
+    recs = [rec.dcn[n] for n in reversed(names)]  # top layer first
+    _, unit_resized = nearest_unit(recs[0], position * scale)
+    to_orig = lambda levels: [(p * inv, wt) for p, wt in levels]  # noqa: E731
+    out = {"unit": unit_resized * inv}
+    out["dcn"] = dcn_panel(
+        image, out["unit"], to_orig(propagate_sampling(recs, unit_resized)),
+        to_orig(propagate_sampling(recs, unit_resized, regular=True)), [short_name(r.name) for r in recs],
+        [r.out_stride for r in recs], any(r.mask is not None for r in recs), size,
+        notes=[f"{short_name(r.name)}: deformable group 0 of {r.deform_groups} shown"
+               for r in recs if r.deform_groups > 1])
+    units = position_grid(recs[0], h * scale[1], w * scale[0])
+    pts, _ = dcn_sampling_points(recs[0], units)
+    reg, _ = dcn_sampling_points(recs[0], units, regular=True)
+    out["dcn_positions"] = dcn_positions_panel(image, units * inv, pts * inv, reg * inv, short_name(recs[0].name),
+                                               size)
+    return out
+
+
+def dpool_figures(image, pool_records, boxes, scores, classes, class_names, scale, size):
+    """({"dpool_<i>": figure} for each of ``boxes`` (input pixels), [notes about boxes the pooler missed])."""
+    figures, notes = {}, []
+    to_resized, to_orig = np.tile(scale, 2), np.tile(1.0 / scale, 2)
+    for i, box in enumerate(boxes):
+        found = match_pool_record(pool_records, box * to_resized)
+        if found is None:
+            notes.append(f"detection {i}: the deformable pooler did not see its box")
+            continue
+        pr, row = found
+        roi = pr.rois[row, 1:5]
+        figures[f"dpool_{i}"] = dpool_panel(
+            image, box, roi_bins(roi, pr.output_size) * to_orig,
+            roi_bins(roi, pr.output_size, pr.offset[row], pr.gamma) * to_orig,
+            None if pr.mask is None else pr.mask[row], f"{class_name(classes[i], class_names)} {scores[i]:.2f}",
+            class_color(int(classes[i])), pr.gamma, size)
+    return figures, notes
 
 
 def short_name(name: str) -> str:
