@@ -5,7 +5,7 @@ scales, aspect ratios, rotations and colours on textured backgrounds (gradients,
 low-frequency noise), with clutter that is not an object (open polylines, wavy strokes, dot clusters, soft blobs)
 and partial occlusion: later objects are drawn over earlier ones, each object keeps at least 60% of its pixels
 visible, and its box is the box of its visible pixels. Circle vs ellipse and rectangle vs square-ish shapes make
-geometry matter; sizes from ~12 px to ~half the image make scale matter.
+geometry matter; sizes from ~12 px to ~2/3 of the image side make scale matter.
 
 Layout: <root>/annotations/instances_{train,val}.json, <root>/{train,val}/NNNNNN.png. PNG (lossless) so a seed
 always gives the same bytes. Generate with ``python -m det_dcn.data.shapes --root DIR --num-train N --num-val M``

@@ -72,7 +72,8 @@ def inference_on_dataset(model, data_loader, evaluator: Optional[DatasetEvaluato
             t1 = time.perf_counter()
             evaluator.process(inputs, outputs)
             t2 = time.perf_counter()
-            t_data, t_model, t_eval, n_timed = t_data + (t0 - t_prev), t_model + (t1 - t0), t_eval + (t2 - t1), n_timed + 1
+            t_data, t_model, t_eval = t_data + (t0 - t_prev), t_model + (t1 - t0), t_eval + (t2 - t1)
+            n_timed += 1
             t_prev = t2
             done = idx + 1
             if t2 - last_log >= log_period_s or (total is not None and done == total):
