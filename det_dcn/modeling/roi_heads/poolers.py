@@ -162,18 +162,25 @@ class ROIPooler(nn.Module):
         levels = assign_boxes_to_levels(
             boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level, self.level_mapper
         )
-        pooled = []
+        num_channels = features[0].shape[1]
+        output = None
+        unused = []
         for level, (x, pooler) in enumerate(zip(features, self.level_poolers)):
             idx = torch.nonzero(levels == level).squeeze(1)
-            # Every level runs, even with no RoIs: its parameters (deformable offset branches) then always take
-            # part in the graph, which DistributedDataParallel requires.
-            pooled.append((idx, pooler(x, rois[idx])))
-        out_dtype = pooled[0][1].dtype
-        num_channels = features[0].shape[1]
-        output = features[0].new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size),
-                                       dtype=out_dtype)
-        for idx, result in pooled:
-            output[idx] = result.to(out_dtype)
+            if idx.numel() == 0:
+                # A level without RoIs still ties its parameters (a deformable pooler's offset branch) into the
+                # graph with a zero term, so they get a zero gradient rather than none: DistributedDataParallel
+                # requires every parameter to take part in every step.
+                unused += [p.view(-1)[0] * 0.0 for p in pooler.parameters() if p.requires_grad]
+                continue
+            result = pooler(x, rois[idx])
+            if output is None:
+                output = result.new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size))
+            output[idx] = result.to(output.dtype)
+        if output is None:  # no RoIs at all
+            output = features[0].new_zeros((0, num_channels, self.output_size, self.output_size))
+        if unused:
+            output = output + torch.stack(unused).sum().to(output.dtype)
         return output
 
 
