@@ -101,4 +101,5 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Dataset
         batch_size=1,
         num_workers=workers,
         collate_fn=_as_list,
+        generator=torch.Generator().manual_seed(0),  # leaves the global torch RNG untouched (see train_batches)
     )

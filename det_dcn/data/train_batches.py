@@ -162,6 +162,9 @@ class TrainDataLoader:
             num_workers=self.num_workers,
             collate_fn=_identity,
             worker_init_fn=functools.partial(_worker_init, seed=d.seed, rank=d.rank),
+            # Own generator: torch draws the workers' base seed from it, so iterating never consumes the global
+            # torch RNG (which would make a resumed run's model randomness differ from an uninterrupted run's).
+            generator=torch.Generator().manual_seed(d.seed),
         )
         for _, batch, skipped in loader:
             if skipped:

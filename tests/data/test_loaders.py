@@ -138,3 +138,21 @@ def test_test_loader_every_image_once_at_original_size(registered, monkeypatch):
         assert sorted(ids) == sorted(d["image_id"] for d in good)
     finally:
         DatasetCatalog.remove("tmp_good_only")
+
+
+def test_loaders_leave_global_torch_rng_alone(registered):
+    """Training code draws from the global torch RNG; a loader that also drew from it (e.g. when its iterator
+    is created at a resume) would make a resumed run differ from an uninterrupted one."""
+    name, ds = registered
+    good = [d for d in DatasetCatalog.get(name) if d["file_name"] not in ds["bad_files"]]
+    DatasetCatalog.register("tmp_good_rng", lambda: good)
+    try:
+        for workers in (0, 1):
+            torch.manual_seed(123)
+            _take(build_detection_train_loader(_cfg(name, workers=workers)), 2)
+            list(build_detection_test_loader(_cfg(name, workers=workers), "tmp_good_rng"))
+            a = torch.rand(3)
+            torch.manual_seed(123)
+            assert torch.equal(a, torch.rand(3)), workers
+    finally:
+        DatasetCatalog.remove("tmp_good_rng")
