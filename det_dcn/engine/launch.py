@@ -14,6 +14,8 @@ CUDA device to its local rank.
 import logging
 import os
 import socket
+import sys
+import traceback
 from datetime import timedelta
 from typing import Any, Callable, Sequence
 
@@ -134,9 +136,20 @@ def _distributed_worker(
     try:
         _set_local_group(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
-        main_func(*args)
+        _run_reporting_rank(main_func, args, global_rank)
     finally:
         dist.destroy_process_group()
+
+
+def _run_reporting_rank(main_func: Callable[..., Any], args: Sequence[Any], rank: int) -> None:
+    # The parent re-raises the error of whichever process it notices first, often a peer's "connection reset"
+    # rather than the root cause: print every failing process's traceback, marked with its rank.
+    try:
+        main_func(*args)
+    except BaseException:
+        sys.stderr.write(f"[rank{rank}] failed with:\n{traceback.format_exc()}")
+        sys.stderr.flush()
+        raise
 
 
 def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], timeout: timedelta,
@@ -160,6 +173,6 @@ def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], time
     try:
         _set_local_group(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
-        main_func(*args)
+        _run_reporting_rank(main_func, args, rank)
     finally:
         dist.destroy_process_group()
