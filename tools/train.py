@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Train a det_dcn detector, or evaluate a checkpoint; detectron2's tools/train_net.py command line.
+
+    # one process (a GPU if there is one, else the CPU)
+    python tools/train.py --config-file configs/quickstart/faster_rcnn_shapes.yaml
+    # 8 GPUs on this machine; continue an interrupted run from OUTPUT_DIR/last_checkpoint
+    python tools/train.py --config-file configs/COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml --num-gpus 8 --resume
+    # 2 CPU processes with gloo (no GPU needed)
+    python tools/train.py --config-file CONFIG --num-gpus 2
+    # evaluate a checkpoint on DATASETS.TEST
+    python tools/train.py --config-file CONFIG --eval-only MODEL.WEIGHTS output/model_final.pth
+
+Several machines: add --num-machines M --machine-rank R --dist-url tcp://IP_OF_MACHINE_0:PORT on each machine, or use
+tools/dist_train.sh (torchrun) and tools/slurm_train.sh (SLURM). At the end the AP table is printed.
+"""
+
+import logging
+
+from det_dcn.checkpoint import DetectionCheckpointer
+from det_dcn.config import get_cfg
+from det_dcn.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from det_dcn.engine.results_table import format_results_table
+from det_dcn.utils import comm
+
+logger = logging.getLogger("det_dcn.tools.train")
+
+
+def setup(args):
+    """Config from --config-file and the KEY VALUE overrides, frozen; then default_setup (logs, seed, config.yaml)."""
+    if not args.config_file:
+        raise ValueError("--config-file is required (e.g. configs/quickstart/faster_rcnn_shapes.yaml)")
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    cfg.freeze()
+    default_setup(cfg, args)
+    return cfg
+
+
+def evaluate_checkpoint(cfg, resume: bool):
+    """--eval-only: MODEL.WEIGHTS (or, with --resume, OUTPUT_DIR/last_checkpoint) evaluated on DATASETS.TEST."""
+    if len(cfg.DATASETS.TEST) == 0:
+        raise ValueError("--eval-only needs at least one dataset in DATASETS.TEST")
+    model = DefaultTrainer.build_model(cfg)
+    checkpointer = DetectionCheckpointer(model, save_dir=cfg.OUTPUT_DIR)
+    if not cfg.MODEL.WEIGHTS and not (resume and checkpointer.has_checkpoint()):
+        raise ValueError("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth (or --resume with a "
+                         f"last_checkpoint in OUTPUT_DIR '{cfg.OUTPUT_DIR}')")
+    checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    return DefaultTrainer.test(cfg, model)
+
+
+def main(args):
+    cfg = setup(args)
+    if args.eval_only:
+        results = evaluate_checkpoint(cfg, args.resume)
+    else:
+        trainer = DefaultTrainer(cfg)
+        trainer.resume_or_load(resume=args.resume)
+        results = trainer.train()
+    if comm.is_main_process() and results:
+        print(format_results_table(results), flush=True)
+    return results
+
+
+if __name__ == "__main__":
+    args = default_argument_parser().parse_args()
+    launch(
+        main,
+        args.num_gpus,
+        num_machines=args.num_machines,
+        machine_rank=args.machine_rank,
+        dist_url=args.dist_url,
+        args=(args,),
+    )
