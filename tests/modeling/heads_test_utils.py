@@ -4,6 +4,7 @@ import glob
 import os
 from typing import Dict, List, Optional
 
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -35,6 +36,19 @@ TINY_OVERRIDES = [
     "INPUT.MIN_SIZE_TEST", 96,
     "INPUT.MAX_SIZE_TEST", 128,
 ]
+
+
+@pytest.fixture
+def single_thread():
+    """Run a test with one intra-op thread (restored afterwards).
+
+    On a shared, oversubscribed CPU, two spinning OpenMP threads made a tiny model's training step 10-20x slower
+    than one thread (measured: 0.1 s vs 1-2 s per step); models this small gain nothing from a second thread.
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 def all_config_files() -> List[str]:

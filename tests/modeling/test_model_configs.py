@@ -8,7 +8,9 @@ import torch
 
 from det_dcn.modeling import build_model
 
-from heads_test_utils import REPO, all_config_files, calibrate_frozen_bn, synthetic_batch, tiny_cfg
+from heads_test_utils import REPO, all_config_files, calibrate_frozen_bn, synthetic_batch, single_thread, tiny_cfg  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 CONFIGS = all_config_files()
 LOSS_KEYS = {"loss_rpn_cls", "loss_rpn_loc", "loss_cls", "loss_box_reg"}

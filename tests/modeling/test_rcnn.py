@@ -6,7 +6,9 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
 from det_dcn.modeling import GeneralizedRCNN, build_model
 
-from heads_test_utils import TinyBackbone, synthetic_batch, tiny_cfg
+from heads_test_utils import TinyBackbone, synthetic_batch, single_thread, tiny_cfg  # noqa: F401
+
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 TV_MEAN, TV_STD = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
 
