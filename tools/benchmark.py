@@ -1,0 +1,247 @@
+#!/usr/bin/env python
+"""Time det_dcn's Faster R-CNN against torchvision's, and the DCN / dpool variants against the plain model.
+
+Part 1 (det_dcn vs torchvision): torchvision's fasterrcnn_resnet50_fpn (built without downloads, with the
+FrozenBatchNorm backbone and 3 trainable stages of its pretrained variant) and det_dcn's model from
+configs/torchvision/faster_rcnn_R_50_FPN.yaml with torchvision's weights converted into it. Both see the same
+image and, in training, the same boxes; the image is already at the test size, so the resize is a no-op.
+Part 2 (variants): det_dcn's COCO-Detection R50-FPN configs (plain, dconv, mdconv, dpool, mdpool, mdconv+mdpool)
+with the same seed; each variant's time is reported as a ratio to the plain model's.
+
+Inference = model.eval() forward under no_grad; training iteration = forward, backward and an SGD step.
+Times are medians over --iters runs after --warmup runs, all in the same process, so the ratios are comparable
+across machines. CUDA times are synchronised; CUDA peak memory is reported too.
+
+    python tools/benchmark.py                        # CPU: 320 px, 2 timed iterations (a few minutes on 2 cores)
+    python tools/benchmark.py --full --iters 10      # 800 px (COCO test size), batch 2
+    python tools/benchmark.py --device cuda --full --iters 20
+    python tools/benchmark.py --parts variants --variants plain dconv
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from det_dcn.checkpoint.convert import convert_torchvision_faster_rcnn  # noqa: E402
+from det_dcn.config import get_cfg  # noqa: E402
+from det_dcn.modeling import build_model  # noqa: E402
+
+REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+VARIANTS = {
+    "plain": "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml",
+    "dconv": "COCO-Detection/faster_rcnn_R_50_FPN_dconv_c3-c5_1x.yaml",
+    "mdconv": "COCO-Detection/faster_rcnn_R_50_FPN_mdconv_c3-c5_1x.yaml",
+    "dpool": "COCO-Detection/faster_rcnn_R_50_FPN_dpool_1x.yaml",
+    "mdpool": "COCO-Detection/faster_rcnn_R_50_FPN_mdpool_1x.yaml",
+    "mdconv_mdpool": "COCO-Detection/faster_rcnn_R_50_FPN_mdconv_c3-c5_mdpool_1x.yaml",
+}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda[:i]")
+    p.add_argument("--size", type=int, default=None, help="short side of the input (default 320, 800 with --full)")
+    p.add_argument("--batch", type=int, default=None, help="images per iteration (default 1, 2 with --full)")
+    p.add_argument("--full", action="store_true", help="COCO-sized inputs: 800 x 1216, batch 2")
+    p.add_argument("--iters", type=int, default=2, help="timed iterations per measurement")
+    p.add_argument("--warmup", type=int, default=1, help="untimed iterations first")
+    p.add_argument("--parts", nargs="+", default=["torchvision", "variants"], choices=["torchvision", "variants"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--modes", nargs="+", default=["inference", "train"], choices=["inference", "train"])
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: leave torch's default)")
+    args = p.parse_args(argv)
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.size = args.size or (800 if args.full else 320)
+    args.batch = args.batch or (2 if args.full else 1)
+    if args.iters < 1 or args.warmup < 0:
+        p.error(f"--iters must be >= 1 and --warmup >= 0, got {args.iters} and {args.warmup}")
+    return args
+
+
+# ------------------------------------------------------------------------------------------------------ inputs
+def make_inputs(size: int, batch: int, seed: int = 0) -> List[dict]:
+    """``batch`` uint8 RGB images of size x round(1.52 size) with 5 boxes each (classes in [0, 80))."""
+    g = torch.Generator().manual_seed(seed)
+    h, w = size, int(round(size * 1.52))
+    inputs = []
+    for _ in range(batch):
+        image = (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
+        xy = torch.rand(5, 2, generator=g) * torch.tensor([w * 0.7, h * 0.7])
+        wh = (torch.rand(5, 2, generator=g) * 0.25 + 0.05) * torch.tensor([w, h])
+        boxes = torch.cat([xy, xy + wh], dim=1)
+        classes = torch.randint(0, 80, (5,), generator=g)
+        inputs.append({"image": image, "boxes": boxes, "classes": classes})
+    return inputs
+
+
+# ------------------------------------------------------------------------------------------------------ timing
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize(device)
+
+
+def time_interleaved(fns: Dict[str, Callable[[], None]], device: str, iters: int, warmup: int
+                     ) -> Dict[str, Tuple[float, float]]:
+    """{name: (median seconds, CUDA peak MiB or nan)}; the functions take turns, so load changes on a shared
+    machine hit all of them alike instead of whichever happened to run during the disturbance."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    _sync(device)
+    times = {name: [] for name in fns}
+    peaks = {name: float("nan") for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            if device.startswith("cuda"):
+                torch.cuda.reset_peak_memory_stats(device)
+            _sync(device)
+            start = time.perf_counter()
+            fn()
+            _sync(device)
+            times[name].append(time.perf_counter() - start)
+            if device.startswith("cuda"):
+                peaks[name] = max(peaks[name] if peaks[name] == peaks[name] else 0.0,
+                                  torch.cuda.max_memory_allocated(device) / 2 ** 20)
+    return {name: (statistics.median(times[name]), peaks[name]) for name in fns}
+
+
+def det_dcn_steps(model, inputs: List[dict], device: str):
+    """(inference fn, training-iteration fn) for a det_dcn model."""
+    eval_inputs = [{"image": x["image"].to(device)} for x in inputs]
+    train_inputs = [{k: v.to(device) for k, v in x.items()} for x in inputs]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(eval_inputs)
+
+    def train():
+        model.train()
+        losses = model(train_inputs)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    return infer, train
+
+
+def torchvision_steps(model, inputs: List[dict], device: str):
+    images = [(x["image"].float() / 255).to(device) for x in inputs]
+    targets = [{"boxes": x["boxes"].to(device), "labels": (x["classes"] + 1).to(device)} for x in inputs]
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(images)
+
+    def train():
+        model.train()
+        losses = model(images, targets)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    return infer, train
+
+
+# ------------------------------------------------------------------------------------------------------ models
+def build_torchvision_pair(size: int, device: str):
+    """torchvision's detector (pretrained-style: FrozenBN, 3 trainable stages) and det_dcn's with its weights."""
+    from torchvision.models import resnet50
+    from torchvision.models.detection import FasterRCNN
+    from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+    from torchvision.ops.misc import FrozenBatchNorm2d
+
+    torch.manual_seed(0)
+    # What fasterrcnn_resnet50_fpn(weights=...) builds, minus the download.
+    backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
+    tv = FasterRCNN(backbone, num_classes=91, min_size=size, max_size=int(size * 1333 / 800))
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", "torchvision", "faster_rcnn_R_50_FPN.yaml"))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", int(size * 1333 / 800),
+                         "MODEL.DEVICE", device])
+    ours = build_model(cfg)
+    state, unmatched = convert_torchvision_faster_rcnn(tv.state_dict())
+    if unmatched:
+        raise RuntimeError(f"torchvision keys without a det_dcn counterpart: {unmatched}")
+    ours.load_state_dict(state)
+    return tv.to(device), ours.to(device)
+
+
+def build_variant(name: str, size: int, device: str):
+    torch.manual_seed(0)
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", VARIANTS[name]))
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", int(size * 1333 / 800),
+                         "MODEL.DEVICE", device])
+    return build_model(cfg)
+
+
+# ------------------------------------------------------------------------------------------------------ main
+def _fmt(seconds: float, peak: float) -> str:
+    mem = "" if peak != peak else f" {peak:8.0f} MiB"  # nan on CPU
+    return f"{seconds * 1000:9.1f} ms{mem}"
+
+
+def run(args) -> Dict[str, Dict[str, float]]:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = args.device
+    inputs = make_inputs(args.size, args.batch)
+    h, w = inputs[0]["image"].shape[-2:]
+    print(f"device {device} ({torch.cuda.get_device_name(device) if device.startswith('cuda') else 'cpu'}), "
+          f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, batch {args.batch} x {h}x{w}, "
+          f"median of {args.iters} after {args.warmup} warm-up")
+    results: Dict[str, Dict[str, float]] = {}
+
+    if "torchvision" in args.parts:
+        tv, ours = build_torchvision_pair(args.size, device)
+        steps = {"torchvision": torchvision_steps(tv, inputs, device), "det_dcn": det_dcn_steps(ours, inputs, device)}
+        print("\n== det_dcn vs torchvision fasterrcnn_resnet50_fpn (same weights, same input) ==")
+        for mode in args.modes:
+            idx = 0 if mode == "inference" else 1
+            r = time_interleaved({k: v[idx] for k, v in steps.items()}, device, args.iters, args.warmup)
+            (t_tv, m_tv), (t_us, m_us) = r["torchvision"], r["det_dcn"]
+            results[f"torchvision/{mode}"] = {"torchvision": t_tv, "det_dcn": t_us, "ratio": t_us / t_tv}
+            print(f"{mode:10s} torchvision {_fmt(t_tv, m_tv)} | det_dcn {_fmt(t_us, m_us)} | "
+                  f"ratio det_dcn/torchvision {t_us / t_tv:5.2f}")
+        del tv, ours, steps
+
+    if "variants" in args.parts:
+        names = ["plain"] + [v for v in args.variants if v != "plain"]
+        print("\n== det_dcn variants (R50-FPN), time relative to the plain model ==")
+        models = {name: build_variant(name, args.size, device) for name in names}
+        steps = {name: det_dcn_steps(model, inputs, device) for name, model in models.items()}
+        lines = {name: f"{name:14s}" for name in names}
+        for mode in args.modes:
+            idx = 0 if mode == "inference" else 1
+            r = time_interleaved({k: v[idx] for k, v in steps.items()}, device, args.iters, args.warmup)
+            for name in names:
+                t, m = r[name]
+                ratio = t / r["plain"][0]
+                results[f"variant/{name}/{mode}"] = {"time": t, "ratio": ratio}
+                lines[name] += f" | {mode} {_fmt(t, m)} x{ratio:4.2f}"
+        print("\n".join(lines.values()))
+        del models, steps
+    return results
+
+
+def main(argv=None) -> int:
+    run(parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
