@@ -1,10 +1,13 @@
-"""tools/train.py end to end on a tiny generated shapes dataset: train + evaluate, --eval-only, --resume,
---num-gpus 2 on CPU (gloo)."""
+"""tools/train.py end to end on a tiny generated shapes dataset: train + evaluate, --eval-only, --num-gpus 2 on CPU
+(gloo), and the launch scripts tools/dist_train.sh (torchrun) and tools/slurm_train.sh (with a fake srun)."""
 
 import importlib.util
 import json
 import logging
 import os
+import socket
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -12,7 +15,90 @@ import torch
 from det_dcn.config import get_cfg
 from det_dcn.engine import default_argument_parser
 
-from train_tool_helpers import TRAIN_PY, make_tiny_setup, run_train
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+TRAIN_PY = os.path.join(REPO, "tools", "train.py")
+
+TINY_CONFIG = """\
+_BASE_: "{base}"
+MODEL:
+  DEVICE: "cpu"
+  WEIGHTS: ""
+  PIXEL_MEAN: [127.5, 127.5, 127.5]
+  PIXEL_STD: [64.0, 64.0, 64.0]
+  BACKBONE:
+    FREEZE_AT: 0
+  RESNETS:
+    DEPTH: 18
+    NORM: "FrozenBN"
+    STEM_OUT_CHANNELS: 8
+    RES2_OUT_CHANNELS: 8
+  FPN:
+    OUT_CHANNELS: 16
+  ANCHOR_GENERATOR:
+    SIZES: [[16], [32], [64], [128], [256]]
+  RPN:
+    BATCH_SIZE_PER_IMAGE: 32
+    PRE_NMS_TOPK_TRAIN: 100
+    PRE_NMS_TOPK_TEST: 100
+    POST_NMS_TOPK_TRAIN: 32
+    POST_NMS_TOPK_TEST: 20
+  ROI_HEADS:
+    NUM_CLASSES: 6
+    BATCH_SIZE_PER_IMAGE: 16
+    SCORE_THRESH_TEST: 0.0
+  ROI_BOX_HEAD:
+    FC_DIM: 32
+    POOLER_RESOLUTION: 7
+    POOLER_SAMPLING_RATIO: 2
+INPUT:
+  MIN_SIZE_TRAIN: (64,)
+  MAX_SIZE_TRAIN: 96
+  MIN_SIZE_TEST: 64
+  MAX_SIZE_TEST: 96
+DATASETS:
+  TRAIN: ("shapes_train",)
+  TEST: ("shapes_val",)
+DATALOADER:
+  NUM_WORKERS: 0
+SOLVER:
+  IMS_PER_BATCH: 2
+  BASE_LR: 0.01
+  WARMUP_ITERS: 2
+  STEPS: (3,)
+  MAX_ITER: 4
+  CHECKPOINT_PERIOD: 2
+TEST:
+  DETECTIONS_PER_IMAGE: 10
+SEED: 5
+LOG_PERIOD: 1
+"""
+
+
+def make_tiny_setup(folder: str, num_train: int = 8, num_val: int = 4) -> str:
+    """Generate the shapes dataset under ``folder``/datasets/shapes and write ``folder``/tiny.yaml; returns it."""
+    from det_dcn.data import shapes
+
+    shapes.ensure_shapes(os.path.join(folder, "datasets", "shapes"), {"train": num_train, "val": num_val},
+                         show_progress=False, workers=1)
+    path = os.path.join(folder, "tiny.yaml")
+    with open(path, "w") as f:
+        f.write(TINY_CONFIG.format(base=os.path.join(REPO, "configs", "Base-RCNN-FPN.yaml")))
+    return path
+
+
+def run_train(folder: str, *args: str, timeout: int = 600, check: bool = True) -> subprocess.CompletedProcess:
+    """``python tools/train.py --config-file folder/tiny.yaml ARGS`` with the datasets root in ``folder``."""
+    env = dict(os.environ, DET_DCN_DATASETS=os.path.join(folder, "datasets"))
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        env.pop(k, None)
+    proc = subprocess.run(
+        [sys.executable, TRAIN_PY, "--config-file", os.path.join(folder, "tiny.yaml"), *args],
+        env=env, capture_output=True, text=True, timeout=timeout,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"tools/train.py {' '.join(args)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
 
 
 @pytest.fixture(scope="module")
@@ -115,3 +201,86 @@ def test_two_cpu_processes_with_gloo(trained):
     assert "1 per batch per process" in log  # IMS_PER_BATCH 2 split over 2 processes
     assert [r["iteration"] for r in _records(out) if "total_loss" in r] == [0, 1]
     assert "| AP | AP50 |" in proc.stdout
+
+
+FAKE_SRUN = """#!/usr/bin/env bash
+# fake srun: runs --ntasks copies of the command on this machine with SLURM's per-task variables
+echo "$@" > "$FAKE_SRUN_LOG"
+N=1; PER=1
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) shift 2;;
+    --ntasks=*) N=${1#*=}; shift;;
+    --ntasks-per-node=*) PER=${1#*=}; shift;;
+    --*) shift;;
+    *) break;;
+  esac
+done
+pids=()
+for ((i=0; i<N; i++)); do
+  SLURM_PROCID=$i SLURM_LOCALID=$((i % PER)) SLURM_NTASKS=$N SLURM_NTASKS_PER_NODE="$PER(x1)" \\
+    SLURM_JOB_NODELIST=fakenode "$@" &
+  pids+=($!)
+done
+rc=0; for p in "${pids[@]}"; do wait "$p" || rc=$?; done; exit $rc
+"""
+
+
+def _script_env(folder, **extra):
+    env = dict(os.environ, DET_DCN_DATASETS=os.path.join(folder, "datasets"), PYTHON=sys.executable, **extra)
+    for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "PORT", "NNODES"):
+        env.pop(k, None)
+    return env
+
+
+def _check_two_process_run(out):
+    names = set(os.listdir(out))
+    assert {"config.yaml", "metrics.json", "last_checkpoint", "model_final.pth", "log.txt"} <= names, names
+    log = open(os.path.join(out, "log.txt")).read()
+    assert "World size: 2" in log
+
+
+def _run_script(cmd, env):
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, f"{cmd} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+    return proc
+
+
+def test_dist_train_sh_runs_torchrun(trained):
+    folder, _, _ = trained
+    out = os.path.join(folder, "dist_sh")
+    _run_script(["bash", os.path.join(REPO, "tools", "dist_train.sh"), os.path.join(folder, "tiny.yaml"), "2",
+                 "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()", "OUTPUT_DIR", out], _script_env(folder))
+    _check_two_process_run(out)
+
+
+def test_slurm_train_sh_uses_env_rendezvous_from_slurm_variables(trained, tmp_path):
+    folder, _, _ = trained
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "srun").write_text(FAKE_SRUN)
+    (bin_dir / "scontrol").write_text("#!/usr/bin/env bash\necho 127.0.0.1\n")
+    for name in ("srun", "scontrol"):
+        os.chmod(bin_dir / name, 0o755)
+    out = os.path.join(folder, "slurm_sh")
+    with socket.socket() as s:  # a free rendezvous port (the script's default is random)
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    env = _script_env(folder, FAKE_SRUN_LOG=str(tmp_path / "srun_args.txt"), PORT=port)
+    env["PATH"] = f"{bin_dir}:{env['PATH']}"
+    _run_script(["bash", os.path.join(REPO, "tools", "slurm_train.sh"), "gpu", "tiny_job",
+                 os.path.join(folder, "tiny.yaml"), "2", "SOLVER.MAX_ITER", "1", "DATASETS.TEST", "()",
+                 "OUTPUT_DIR", out], env)
+    _check_two_process_run(out)
+    srun_args = (tmp_path / "srun_args.txt").read_text()
+    for part in ("-p gpu", "--job-name=tiny_job", "--ntasks=2", "--ntasks-per-node=2", "--gres=gpu:2"):
+        assert part in srun_args, (part, srun_args)
+
+
+def test_scripts_reject_bad_arguments(tmp_path):
+    for script, args in (("dist_train.sh", ["missing.yaml", "2"]), ("dist_train.sh", ["x.yaml", "two"]),
+                         ("slurm_train.sh", ["p", "j", "missing.yaml", "2"]), ("slurm_train.sh", ["p"])):
+        proc = subprocess.run(["bash", os.path.join(REPO, "tools", script), *args], capture_output=True,
+                              text=True, timeout=60)
+        assert proc.returncode == 2, (script, args, proc.stderr)
+        assert proc.stderr.strip(), (script, args)

@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Distributed training on a SLURM cluster, one task per GPU across as many nodes as needed (mmdetection's script).
+#
+#   tools/slurm_train.sh PARTITION JOB_NAME CONFIG NUM_GPUS [tools/train.py flags] [KEY VALUE overrides]
+#   e.g. tools/slurm_train.sh gpu frcnn configs/COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml 16
+#
+# Environment: GPUS_PER_NODE (default: min(NUM_GPUS, 8)), CPUS_PER_TASK (default 5), PORT (rendezvous port on the
+# first node, default: random in 20000-39999), SRUN_ARGS (extra srun flags), PYTHON (default python).
+# Each task exports RANK / LOCAL_RANK / WORLD_SIZE / LOCAL_WORLD_SIZE / MASTER_ADDR / MASTER_PORT from SLURM's
+# variables, so tools/train.py joins the process group through env://, exactly as under torchrun.
+set -euo pipefail
+
+if [ "$#" -lt 4 ]; then
+    echo "usage: $0 PARTITION JOB_NAME CONFIG NUM_GPUS [tools/train.py arguments]" >&2
+    exit 2
+fi
+PARTITION=$1
+JOB_NAME=$2
+CONFIG=$3
+GPUS=$4
+shift 4
+if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
+    echo "$0: NUM_GPUS must be a positive integer, got '$GPUS'" >&2
+    exit 2
+fi
+if [ ! -f "$CONFIG" ]; then
+    echo "$0: config file '$CONFIG' does not exist" >&2
+    exit 2
+fi
+GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
+CPUS_PER_TASK=${CPUS_PER_TASK:-5}
+PORT=${PORT:-$(( 20000 + RANDOM % 20000 ))}
+PYTHON=${PYTHON:-python}
+TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+# shellcheck disable=SC2086  # SRUN_ARGS is a list of flags
+srun -p "$PARTITION" \
+    --job-name="$JOB_NAME" \
+    --gres=gpu:"$GPUS_PER_NODE" \
+    --ntasks="$GPUS" \
+    --ntasks-per-node="$GPUS_PER_NODE" \
+    --cpus-per-task="$CPUS_PER_TASK" \
+    --kill-on-bad-exit=1 \
+    ${SRUN_ARGS:-} \
+    bash -c '
+        MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+        export MASTER_ADDR MASTER_PORT="'"$PORT"'"
+        export RANK=$SLURM_PROCID LOCAL_RANK=$SLURM_LOCALID WORLD_SIZE=$SLURM_NTASKS
+        export LOCAL_WORLD_SIZE=${SLURM_NTASKS_PER_NODE%%(*}
+        exec "$0" -u "$1" --config-file "$2" "${@:3}"
+    ' "$PYTHON" "$TOOLS_DIR/train.py" "$CONFIG" "$@"
