@@ -1,0 +1,28 @@
+"""tools/benchmark.py runs end to end at a tiny size and reports ratios (a smoke test, not a timing)."""
+
+import os
+import sys
+
+import pytest
+
+REPO = os.path.join(os.path.dirname(__file__), "..", "..")
+sys.path.insert(0, os.path.join(REPO, "tools"))
+import benchmark  # noqa: E402
+
+
+@pytest.mark.slow  # builds five R50 models and trains each one step: ~80 s on the shared 2-core CPU
+def test_benchmark_smoke(capsys):
+    args = benchmark.parse_args(["--device", "cpu", "--size", "64", "--iters", "1", "--warmup", "0",
+                                 "--variants", "plain", "mdconv", "mdpool"])
+    results = benchmark.run(args)
+    out = capsys.readouterr().out
+    assert "ratio det_dcn/torchvision" in out and "mdpool" in out
+    for mode in ("inference", "train"):
+        assert results[f"torchvision/{mode}"]["ratio"] > 0
+        assert results[f"variant/plain/{mode}"]["ratio"] == 1.0
+        assert results[f"variant/mdconv/{mode}"]["time"] > 0
+
+
+def test_bad_arguments():
+    with pytest.raises(SystemExit):
+        benchmark.parse_args(["--iters", "0"])
