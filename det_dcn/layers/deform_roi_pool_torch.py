@@ -3,18 +3,14 @@
 Every bin value is a weighted sum of feature-map pixels (bilinear weights of its samples, divided by the sample
 count), so the whole op is one ``F.embedding_bag(mode="sum", per_sample_weights=...)`` over the channels-last
 feature map: a fused gather + weighted sum whose autograd gives the exact input gradient, and, through the
-differentiable bilinear weights, the exact offset gradient. RoIs are grouped by their sample grid so no padding
-samples are computed, and processed in chunks so temporaries stay bounded.
+differentiable bilinear weights, the exact offset gradient. RoIs are grouped by their sample grid (adaptive
+sampling gives each RoI its own) so no padding samples are computed; memory is O(entries + output).
 """
 
 from typing import Optional, Tuple
 
 import torch
 import torch.nn.functional as F
-
-# Upper bound on gather entries (4 corners x samples x bins) built at once; bounds the temporaries of one chunk.
-_MAX_ENTRIES_PER_CHUNK = 1 << 22
-
 
 def _axis_weights(pos: torch.Tensor, size: int):
     """Bilinear neighbours along one axis, exactly as torchvision's roi_align samples.
@@ -37,36 +33,58 @@ def _axis_weights(pos: torch.Tensor, size: int):
     return low, high, (1.0 - frac) * inside, frac * inside
 
 
-def _pool_group(feat: torch.Tensor, batch: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor,
-                bin_h: torch.Tensor, bin_w: torch.Tensor, grid_h: int, grid_w: int,
-                height: int, width: int) -> torch.Tensor:
-    """Pools RoIs that share one sample grid.
+def _axis_taps(pos: torch.Tensor, size: int):
+    """Pixels (taps) and weights along one axis for every bin's samples, merged where samples share pixels.
 
     Args:
-        feat (Tensor[N * H * W, C]): channels-last feature map, one row per pixel.
+        pos (Tensor[..., g]): the g sample coordinates of each bin along this axis.
+        size (int): extent of the feature map along this axis.
+
+    Returns:
+        taps (LongTensor[..., L]): pixel indices in [0, size - 1].
+        weight (Tensor[..., L]): summed bilinear weights of the bin's samples on those pixels.
+        L is 2 * g, or less when the samples of a bin span few pixels (adaptive sampling spaces them <= 1 pixel
+        apart, so L <= g + 1): fewer gather entries, same sums.
+    """
+    g = pos.shape[-1]
+    low, high, w_low, w_high = _axis_weights(pos, size)
+    # samples are monotone along a bin (decreasing for a negative-size RoI), so the ends bound the range
+    base = torch.minimum(low[..., :1], low[..., -1:])
+    window = int((torch.maximum(high[..., :1], high[..., -1:]) - base).max()) + 1 if pos.numel() else 1
+    if window >= 2 * g:
+        return torch.cat((low, high), -1), torch.cat((w_low, w_high), -1)
+    weight = pos.new_zeros(*pos.shape[:-1], window)
+    weight = weight.scatter_add(-1, low - base, w_low).scatter_add(-1, high - base, w_high)
+    taps = (base + torch.arange(window, device=pos.device)).clamp(max=size - 1)  # weight 0 past the border
+    return taps, weight
+
+
+def _group_entries(batch: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, bin_h: torch.Tensor,
+                   bin_w: torch.Tensor, grid_h: int, grid_w: int, height: int, width: int):
+    """Gather entries of the bins of RoIs that share one sample grid.
+
+    Args:
         batch (LongTensor[r]): image index of each RoI.
         y0, x0 (Tensor[r, PH, PW]): top-left corner of every (shifted) bin.
         bin_h, bin_w (Tensor[r]): bin size.
         grid_h, grid_w (int): samples per bin along y and x (>= 1).
 
     Returns:
-        Tensor[r * PH * PW, C]
+        index (LongTensor[r * PH * PW * K]): rows of the channels-last map, K = Ly * Lx entries per bin.
+        weight (Tensor[r * PH * PW * K]): bilinear weight / sample count (0 for dropped samples).
+        K (int): entries per bin.
     """
-    r, ph, pw = y0.shape
+    r = y0.shape[0]
     steps_h = (torch.arange(grid_h, dtype=y0.dtype, device=y0.device) + 0.5) / grid_h
     steps_w = (torch.arange(grid_w, dtype=x0.dtype, device=x0.device) + 0.5) / grid_w
     ys = y0.unsqueeze(-1) + steps_h * bin_h.view(r, 1, 1, 1)  # [r, PH, PW, gh]
     xs = x0.unsqueeze(-1) + steps_w * bin_w.view(r, 1, 1, 1)  # [r, PH, PW, gw]
-    yl, yh, wyl, wyh = _axis_weights(ys, height)
-    xl, xh, wxl, wxh = _axis_weights(xs, width)
-    row = torch.stack((yl, yh), -1) * width + (batch * (height * width)).view(r, 1, 1, 1, 1)  # [r,PH,PW,gh,2]
-    col = torch.stack((xl, xh), -1)  # [r, PH, PW, gw, 2]
-    wy = torch.stack((wyl, wyh), -1) / (grid_h * grid_w)
-    wx = torch.stack((wxl, wxh), -1)
-    index = row.view(r, ph, pw, grid_h, 2, 1, 1) + col.view(r, ph, pw, 1, 1, grid_w, 2)
-    weight = wy.view(r, ph, pw, grid_h, 2, 1, 1) * wx.view(r, ph, pw, 1, 1, grid_w, 2)
-    k = grid_h * 2 * grid_w * 2
-    return F.embedding_bag(index.view(-1, k), feat, mode="sum", per_sample_weights=weight.reshape(-1, k))
+    rows, wy = _axis_taps(ys, height)  # [r, PH, PW, Ly]
+    cols, wx = _axis_taps(xs, width)  # [r, PH, PW, Lx]
+    rows = rows + (batch * height).view(r, 1, 1, 1)
+    index = rows.unsqueeze(-1) * width + cols.unsqueeze(-2)  # [r, PH, PW, Ly, Lx]
+    weight = (wy / (grid_h * grid_w)).unsqueeze(-1) * wx.unsqueeze(-2)
+    return index.reshape(-1), weight.reshape(-1), rows.shape[-1] * cols.shape[-1]
 
 
 def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor],
@@ -109,24 +127,35 @@ def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optio
     feat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
     batch = rois[:, 0].long()
 
+    # One embedding_bag over all bins (bags of up to 4 * gh * gw entries, empty for RoIs without samples), so the
+    # backward builds a single feature-map gradient.
     key = grid_h * (int(grid_w.max()) + 1) + grid_w
-    outs, order = [], []
+    indices, weights, sizes, order = [], [], [], []
     for k in torch.unique(key).tolist():
         sel = torch.nonzero(key == k).squeeze(1)
         gh, gw = int(grid_h[sel[0]]), int(grid_w[sel[0]])
-        if gh == 0 or gw == 0:  # no samples; sums of empty slices keep input and offset in the graph
-            linked = feat[:0].sum() + y0[:, :0].sum() + x0[:, :0].sum()
-            outs.append(input.new_zeros(sel.numel() * ph * pw, c) + linked)
-            order.append(sel)
-            continue
-        chunk = max(1, _MAX_ENTRIES_PER_CHUNK // (ph * pw * gh * gw * 4))
-        for part in sel.split(chunk):
-            outs.append(_pool_group(feat, batch[part], y0[part], x0[part], bin_h[part], bin_w[part],
-                                    gh, gw, height, width))
-            order.append(part)
-    out = torch.cat(outs)
+        order.append(sel)
+        entries = 0
+        if gh > 0 and gw > 0:
+            index, weight, entries = _group_entries(batch[sel], y0[sel], x0[sel], bin_h[sel], bin_w[sel], gh, gw,
+                                                    height, width)
+            indices.append(index)
+            weights.append(weight)
+        sizes.append(torch.full((sel.numel() * ph * pw,), entries, dtype=torch.long, device=sel.device))
+    # Entries are built group by group; reorder them (cheap: a few bytes per entry) so that the bags come out in
+    # RoI order, instead of permuting the much larger output.
     order = torch.cat(order)
-    inverse = torch.empty_like(order)
-    inverse[order] = torch.arange(num_rois, device=order.device)
-    out = out.view(num_rois, ph * pw, c)[inverse]
+    bins = (order.view(-1, 1) * (ph * pw) + torch.arange(ph * pw, device=order.device)).view(-1)
+    sizes = torch.cat(sizes)
+    starts = torch.cumsum(sizes, 0) - sizes
+    bin_pos = torch.empty_like(bins)
+    bin_pos[bins] = torch.arange(bins.numel(), device=bins.device)  # RoI-order bin -> its group-order position
+    sizes, starts = sizes[bin_pos], starts[bin_pos]
+    offsets = torch.cumsum(sizes, 0) - sizes
+    if not indices:  # no samples anywhere; empty bags still connect input and offset to the graph
+        index, weight = sizes.new_zeros(0), y0.new_zeros(0) + y0[:, :0].sum() + x0[:, :0].sum()
+    else:
+        perm = torch.repeat_interleave(starts - offsets, sizes) + torch.arange(int(sizes.sum()), device=sizes.device)
+        index, weight = torch.cat(indices)[perm], torch.cat(weights)[perm]
+    out = F.embedding_bag(index, feat, offsets, mode="sum", per_sample_weights=weight)
     return out.view(num_rois, ph, pw, c).permute(0, 3, 1, 2).contiguous()
