@@ -2,7 +2,6 @@
 
 from typing import List, Sequence, Tuple
 
-import torch
 from torch import Tensor
 from torch.nn import functional as F
 

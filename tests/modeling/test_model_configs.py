@@ -72,3 +72,23 @@ def test_config_trains_and_infers(config_file):
     # The second output is the first at twice the size.
     if len(out[0]["boxes"]):
         torch.testing.assert_close(out[1]["boxes"], out[0]["boxes"] * 2)
+
+
+def test_bfloat16_autocast_on_cpu():
+    """The engine's AMP mode on CPU: a training step and inference of the DCNv2 + mdpool detector under bf16."""
+    torch.manual_seed(0)
+    cfg = tiny_cfg(f"{REPO}/configs/COCO-Detection/faster_rcnn_R_50_FPN_mdconv_c3-c5_mdpool_1x.yaml")
+    model = build_model(cfg)
+    batch = synthetic_batch(2)
+    calibrate_frozen_bn(model, batch)
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        losses = model(batch)
+    assert set(losses) == LOSS_KEYS and all(torch.isfinite(v) for v in losses.values())
+    sum(losses.values()).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        (out,) = model([{"image": batch[0]["image"]}])
+    assert out["boxes"].dtype == torch.float32 and len(out["boxes"]) > 0
+    assert torch.isfinite(out["boxes"]).all()

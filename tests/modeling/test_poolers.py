@@ -6,7 +6,7 @@ from torchvision.ops import MultiScaleRoIAlign, roi_align, roi_pool
 
 from det_dcn.modeling import POOLER_REGISTRY
 from det_dcn.modeling.backbone import ShapeSpec
-from det_dcn.modeling.roi_heads.poolers import ROIPooler, assign_boxes_to_levels, build_roi_pooler
+from det_dcn.modeling.roi_heads.poolers import assign_boxes_to_levels, build_roi_pooler
 
 from heads_test_utils import tiny_cfg
 
