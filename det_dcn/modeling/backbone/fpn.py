@@ -53,6 +53,9 @@ class FPN(Backbone):
                     f"MODEL.FPN.IN_FEATURES={list(in_features)!r} is invalid: expected features whose strides double "
                     f"from one to the next, got strides {strides} (a dilated res5, MODEL.RESNETS.RES5_DILATION=2, "
                     f"has the same stride as res4 and cannot be an FPN input)")
+        if norm not in ("", "BN", "SyncBN", "FrozenBN", "GN"):
+            raise ValueError(f"MODEL.FPN.NORM={norm!r} is invalid: expected one of '', 'BN', 'SyncBN', 'FrozenBN', "
+                             f"'GN'")
         if norm == "GN" and out_channels % 32 != 0:
             raise ValueError(f"MODEL.FPN.NORM='GN' is invalid with MODEL.FPN.OUT_CHANNELS={out_channels}: "
                              f"expected channels divisible by 32")

@@ -50,6 +50,7 @@ CASES = {
                 ["MODEL.FPN.IN_FEATURES", "[4, 8, 16, 16]", "RES5_DILATION"]),
     "fpn_fuse": (lambda c: (_fpn(c), setattr(c.MODEL.FPN, "FUSE_TYPE", "max")), ["MODEL.FPN.FUSE_TYPE", "max"]),
     "fpn_gn": (lambda c: (_fpn(c), setattr(c.MODEL.FPN, "NORM", "GN")), ["MODEL.FPN.NORM", "OUT_CHANNELS=16"]),
+    "fpn_norm": (lambda c: (_fpn(c), setattr(c.MODEL.FPN, "NORM", "LN")), ["MODEL.FPN.NORM", "LN", "GN"]),
     "fpn_no_p5": (lambda c: (_fpn(c), setattr(c.MODEL.FPN, "IN_FEATURES", ["res2", "res3", "res4"])),
                   ["MODEL.FPN.IN_FEATURES", "p5"]),
 }
