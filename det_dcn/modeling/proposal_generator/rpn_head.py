@@ -61,7 +61,7 @@ class StandardRPNHead(nn.Module):
         for x in features:
             t = self.conv(x)
             if self._relu_after_conv:
-                t = F.relu(t)
+                t = F.relu_(t)  # in place: the conv output is a temporary
             logits.append(self.objectness_logits(t))
             deltas.append(self.anchor_deltas(t))
         return logits, deltas

@@ -64,11 +64,11 @@ class FastRCNNConvFCHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         for name in self.conv_names:
-            x = F.relu(getattr(self, name)(x))
+            x = F.relu_(getattr(self, name)(x))
         if self.fc_names:
             x = torch.flatten(x, 1)
             for name in self.fc_names:
-                x = F.relu(getattr(self, name)(x))
+                x = F.relu_(getattr(self, name)(x))
         return x.flatten(1)
 
 
