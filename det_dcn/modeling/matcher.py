@@ -41,13 +41,14 @@ class Matcher:
             raise ValueError(f"match_quality_matrix must be [G, P], got {tuple(match_quality_matrix.shape)}")
         num_preds = match_quality_matrix.shape[1]
         device = match_quality_matrix.device
-        if match_quality_matrix.shape[0] == 0:
+        if match_quality_matrix.shape[0] == 0 or num_preds == 0:
             matches = torch.zeros(num_preds, dtype=torch.int64, device=device)
             match_labels = torch.full((num_preds,), self.labels[0], dtype=torch.int8, device=device)
             return matches, match_labels
 
         matched_vals, matches = match_quality_matrix.max(dim=0)
-        match_labels = torch.empty(num_preds, dtype=torch.int8, device=device)
+        # Start as "ignore": a NaN IoU falls in no interval and must not become a positive or a negative.
+        match_labels = torch.full((num_preds,), -1, dtype=torch.int8, device=device)
         for label, low, high in zip(self.labels, self.thresholds[:-1], self.thresholds[1:]):
             in_interval = (matched_vals >= low) & (matched_vals < high)
             match_labels[in_interval] = label

@@ -37,6 +37,13 @@ def test_no_ground_truth():
     assert matches.tolist() == [0] * 5 and labels.tolist() == [0] * 5
 
 
+def test_no_predictions_and_nan():
+    matches, labels = Matcher([0.3, 0.7], [0, -1, 1], allow_low_quality_matches=True)(torch.zeros(2, 0))
+    assert matches.shape == (0,) and labels.shape == (0,)
+    _, labels = Matcher([0.5], [0, 1])(torch.tensor([[float("nan"), 0.9]]))
+    assert labels.tolist() == [-1, 1]
+
+
 def test_bad_arguments():
     with pytest.raises(ValueError, match="one label more"):
         Matcher([0.3, 0.7], [0, 1])

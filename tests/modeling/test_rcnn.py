@@ -80,6 +80,8 @@ def test_train_step_returns_the_four_losses():
     ([{"image": torch.zeros(3, 32, 32), "boxes": torch.zeros(2, 4), "classes": torch.zeros(3)}], r"\[2\] int64"),
     ([{"image": torch.zeros(3, 32, 32), "boxes": torch.tensor([[0.0, 0, 5, 5]]), "classes": torch.tensor([7])}],
      r"\[0, NUM_CLASSES=3\)"),
+    ([{"image": torch.zeros(3, 32, 32), "boxes": torch.tensor([[5.0, 0, 0, 5]]), "classes": torch.tensor([1])}],
+     "x2 >= x1"),
 ])
 def test_bad_inputs(bad, match):
     model = tiny_model().train()

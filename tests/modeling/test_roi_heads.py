@@ -33,6 +33,8 @@ def test_gt_appended_and_background_last():
     no_append = heads(["MODEL.ROI_HEADS.PROPOSAL_APPEND_GT", False])
     (s,) = no_append.label_and_sample_proposals(proposals, gt_boxes, gt_classes)
     assert len(s["proposal_boxes"]) == 3
+    (s,) = no_append.label_and_sample_proposals([torch.zeros(0, 4)], gt_boxes, gt_classes)
+    assert len(s["proposal_boxes"]) == 0 and len(s["gt_classes"]) == 0
 
 
 def test_sampling_fraction_and_no_gt_image():

@@ -118,6 +118,8 @@ class GeneralizedRCNN(nn.Module):
             if not isinstance(c, Tensor) or c.dim() != 1 or len(c) != len(b):
                 shape = tuple(c.shape) if isinstance(c, Tensor) else type(c).__name__
                 raise ValueError(f"batched_inputs[{i}]['classes'] must be a [{len(b)}] int64 tensor, got {shape}")
+            if len(b) and not bool(((b[:, 2] >= b[:, 0]) & (b[:, 3] >= b[:, 1])).all()):
+                raise ValueError(f"batched_inputs[{i}]['boxes'] must be XYXY with x2 >= x1 and y2 >= y1; got {b}")
             boxes.append(b.to(self.device, torch.float32))
             classes.append(c.to(self.device, torch.int64))
         return boxes, classes
