@@ -1,6 +1,7 @@
 """Deformable RoI pooling (Dai et al., "Deformable Convolutional Networks", 2017) with mmcv's exact semantics."""
 
 import os
+import warnings
 from typing import Optional, Tuple, Union
 
 import torch
@@ -10,19 +11,37 @@ from ._checks import check_feature_map, check_offset, check_rois, pair
 from ._precision import compute_dtype, no_autocast
 from .deform_roi_pool_torch import deform_roi_pool_torch
 
-# "auto" (fused kernel on CUDA when available, plain PyTorch elsewhere), "torch" (always the plain reference).
+# "auto" (fused Triton kernels on CUDA when Triton is installed, plain PyTorch elsewhere) or "torch" (always the
+# plain reference implementation).
 _IMPL_ENV = "DET_DCN_DEFORM_ROI_POOL_IMPL"
+_fused_failed = False  # set after the fused path failed once (e.g. a Triton that cannot compile for this GPU)
 
 
 def _fused_impl(input: torch.Tensor):
     """The fused implementation for ``input``'s device, or None to use the plain PyTorch one."""
-    if input.device.type != "cuda" or os.environ.get(_IMPL_ENV, "auto") == "torch":
+    if _fused_failed or input.device.type != "cuda" or os.environ.get(_IMPL_ENV, "auto") == "torch":
         return None
     try:
         from .deform_roi_pool_triton import deform_roi_pool_triton
-    except ImportError:  # no Triton: the plain path is still correct, only slower
+    except ImportError:  # no Triton: the plain path is still correct, only slower and larger
         return None
     return deform_roi_pool_triton
+
+
+def _run(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma):
+    global _fused_failed
+    args = (input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma)
+    fused = _fused_impl(input)
+    if fused is not None:
+        try:
+            return fused(*args)
+        except torch.cuda.OutOfMemoryError:
+            raise
+        except Exception as e:  # noqa: BLE001 - a compiler/driver problem must not stop training
+            _fused_failed = True
+            warnings.warn(f"deform_roi_pool: the fused Triton path failed ({type(e).__name__}: {e}); using the "
+                          f"plain PyTorch path from now on (set {_IMPL_ENV}=torch to silence this)")
+    return deform_roi_pool_torch(*args)
 
 
 def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor] = None,
@@ -39,7 +58,8 @@ def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[to
     ``roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned=True)``.
 
     Gradients flow to ``input`` and ``offset`` (not to ``rois``). Float16/bfloat16 inputs and autocast are computed
-    in float32; the result has ``input``'s dtype.
+    in float32; the result has ``input``'s dtype. On CUDA, fused Triton kernels run when Triton is installed
+    (environment variable ``DET_DCN_DEFORM_ROI_POOL_IMPL=torch`` forces the plain PyTorch path, used on CPU).
 
     Args:
         input (Tensor[N, C, H, W]): feature map.
@@ -64,8 +84,7 @@ def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[to
     with no_autocast(input.device.type):
         x, r = input.to(dtype), rois.to(dtype)
         o = None if offset is None else offset.to(dtype)
-        impl = _fused_impl(x) or deform_roi_pool_torch
-        out = impl(x, r, o, output_size, float(spatial_scale), sampling_ratio, float(gamma))
+        out = _run(x, r, o, output_size, float(spatial_scale), sampling_ratio, float(gamma))
     return out.to(input.dtype)
 
 

@@ -1,0 +1,240 @@
+"""Fused deformable RoI pooling for CUDA: two Triton kernels (forward; backward for input and offset).
+
+One program pools one RoI for a block of channels: a [BLOCK_C, BLOCK_B] tile of (channel, bin), so each RoI's
+geometry and sample grid are scalars, the output store is contiguous along bins, and the offset gradient (a sum over
+channels) is a tile reduction plus one atomic add per channel block. Sampling rules are those of
+``deform_roi_pool_torch`` (the reference this path is tested against): torchvision's bilinear sampling, 0 outside
+[-1, H] x [-1, W], clamped onto the border inside that band. The kernels also run under ``TRITON_INTERPRET=1`` on
+CPU tensors, which is how the index arithmetic is tested without a GPU.
+"""
+
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+# Elements of the (channel, bin) tile one program handles; bins are padded to a power of two.
+_TILE = 2048
+
+
+@triton.jit
+def _sample(y, x, H, W):
+    """Bilinear neighbours of one sample of every bin (y, x: vectors over bins), torchvision's rules."""
+    dt = y.dtype
+    inside = (y >= -1.0) & (y <= H) & (x >= -1.0) & (x <= W)
+    yc = tl.minimum(tl.maximum(y, 0.0), (H - 1).to(dt))
+    xc = tl.minimum(tl.maximum(x, 0.0), (W - 1).to(dt))
+    y_low = yc.to(tl.int32)  # yc >= 0: truncation is floor
+    x_low = xc.to(tl.int32)
+    y_high = tl.minimum(y_low + 1, H - 1)
+    x_high = tl.minimum(x_low + 1, W - 1)
+    ly = yc - y_low.to(dt)
+    lx = xc - x_low.to(dt)
+    # the clamp has zero derivative outside [0, size - 1]
+    dy_ok = inside & (y >= 0.0) & (y <= H - 1)
+    dx_ok = inside & (x >= 0.0) & (x <= W - 1)
+    return inside, y_low, y_high, x_low, x_high, ly, lx, dy_ok, dx_ok
+
+
+@triton.jit
+def _deform_roi_pool_fwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, out_ptr, C, H, W,
+                         NBINS: tl.constexpr, PW: tl.constexpr, HAS_OFFSET: tl.constexpr,
+                         BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
+    r = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    k = tl.arange(0, BLOCK_B)
+    c_ok = c < C
+    k_ok = k < NBINS
+    # geom: x_start, y_start, bin_w, bin_h, gamma * roi_w, gamma * roi_h; meta: batch, grid_h, grid_w
+    x_start = tl.load(geom_ptr + r * 6)
+    y_start = tl.load(geom_ptr + r * 6 + 1)
+    bin_w = tl.load(geom_ptr + r * 6 + 2)
+    bin_h = tl.load(geom_ptr + r * 6 + 3)
+    batch = tl.load(meta_ptr + r * 3).to(tl.int64)
+    gh = tl.load(meta_ptr + r * 3 + 1)
+    gw = tl.load(meta_ptr + r * 3 + 2)
+    dt = x_start.dtype
+    bx = x_start + (k % PW).to(dt) * bin_w
+    by = y_start + (k // PW).to(dt) * bin_h
+    if HAS_OFFSET:
+        off = offset_ptr + r.to(tl.int64) * 2 * NBINS
+        bx += tl.load(geom_ptr + r * 6 + 4) * tl.load(off + k, mask=k_ok, other=0.0)
+        by += tl.load(geom_ptr + r * 6 + 5) * tl.load(off + NBINS + k, mask=k_ok, other=0.0)
+    plane = input_ptr + (batch * C + c.to(tl.int64))[:, None] * H * W  # [BLOCK_C, 1]
+    acc = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
+    # float sample counters (i + 0.5) carried through the loops, in the geometry's dtype
+    fy = tl.zeros_like(bin_h) + 0.5
+    for iy in range(0, gh):
+        y = by + fy / gh.to(dt) * bin_h
+        fx = tl.zeros_like(bin_w) + 0.5
+        for ix in range(0, gw):
+            x = bx + fx / gw.to(dt) * bin_w
+            inside, y_low, y_high, x_low, x_high, ly, lx, dy_ok, dx_ok = _sample(y, x, H, W)
+            m = c_ok[:, None] & (k_ok & inside)[None, :]
+            hy = 1.0 - ly
+            hx = 1.0 - lx
+            v1 = tl.load(plane + (y_low * W + x_low)[None, :], mask=m, other=0.0)
+            v2 = tl.load(plane + (y_low * W + x_high)[None, :], mask=m, other=0.0)
+            v3 = tl.load(plane + (y_high * W + x_low)[None, :], mask=m, other=0.0)
+            v4 = tl.load(plane + (y_high * W + x_high)[None, :], mask=m, other=0.0)
+            acc += ((hy * hx)[None, :] * v1 + (hy * lx)[None, :] * v2 + (ly * hx)[None, :] * v3
+                    + (ly * lx)[None, :] * v4)
+            fx += 1.0
+        fy += 1.0
+    count = tl.maximum(gh * gw, 1).to(dt)
+    out = out_ptr + (r.to(tl.int64) * C + c.to(tl.int64))[:, None] * NBINS + k[None, :]
+    tl.store(out, acc / count, mask=c_ok[:, None] & k_ok[None, :])
+
+
+@triton.jit
+def _deform_roi_pool_bwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, grad_out_ptr, grad_input_ptr,
+                         grad_offset_ptr, C, H, W, NBINS: tl.constexpr, PW: tl.constexpr,
+                         HAS_OFFSET: tl.constexpr, INPUT_GRAD: tl.constexpr, OFFSET_GRAD: tl.constexpr,
+                         BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
+    r = tl.program_id(0)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    k = tl.arange(0, BLOCK_B)
+    c_ok = c < C
+    k_ok = k < NBINS
+    x_start = tl.load(geom_ptr + r * 6)
+    y_start = tl.load(geom_ptr + r * 6 + 1)
+    bin_w = tl.load(geom_ptr + r * 6 + 2)
+    bin_h = tl.load(geom_ptr + r * 6 + 3)
+    batch = tl.load(meta_ptr + r * 3).to(tl.int64)
+    gh = tl.load(meta_ptr + r * 3 + 1)
+    gw = tl.load(meta_ptr + r * 3 + 2)
+    dt = x_start.dtype
+    bx = x_start + (k % PW).to(dt) * bin_w
+    by = y_start + (k // PW).to(dt) * bin_h
+    off = offset_ptr + r.to(tl.int64) * 2 * NBINS
+    if HAS_OFFSET:
+        bx += tl.load(geom_ptr + r * 6 + 4) * tl.load(off + k, mask=k_ok, other=0.0)
+        by += tl.load(geom_ptr + r * 6 + 5) * tl.load(off + NBINS + k, mask=k_ok, other=0.0)
+    count = tl.maximum(gh * gw, 1).to(dt)
+    tile_ok = c_ok[:, None] & k_ok[None, :]
+    g = tl.load(grad_out_ptr + (r.to(tl.int64) * C + c.to(tl.int64))[:, None] * NBINS + k[None, :],
+                mask=tile_ok, other=0.0) / count
+    rows = (batch * C + c.to(tl.int64))[:, None] * H * W  # [BLOCK_C, 1]
+    plane = input_ptr + rows
+    grad_plane = grad_input_ptr + rows
+    acc_dx = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
+    acc_dy = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
+    # float sample counters (i + 0.5) carried through the loops, in the geometry's dtype
+    fy = tl.zeros_like(bin_h) + 0.5
+    for iy in range(0, gh):
+        y = by + fy / gh.to(dt) * bin_h
+        fx = tl.zeros_like(bin_w) + 0.5
+        for ix in range(0, gw):
+            x = bx + fx / gw.to(dt) * bin_w
+            inside, y_low, y_high, x_low, x_high, ly, lx, dy_ok, dx_ok = _sample(y, x, H, W)
+            m = c_ok[:, None] & (k_ok & inside)[None, :]
+            hy = 1.0 - ly
+            hx = 1.0 - lx
+            p1 = (y_low * W + x_low)[None, :]
+            p2 = (y_low * W + x_high)[None, :]
+            p3 = (y_high * W + x_low)[None, :]
+            p4 = (y_high * W + x_high)[None, :]
+            if INPUT_GRAD:
+                tl.atomic_add(grad_plane + p1, g * (hy * hx)[None, :], mask=m)
+                tl.atomic_add(grad_plane + p2, g * (hy * lx)[None, :], mask=m)
+                tl.atomic_add(grad_plane + p3, g * (ly * hx)[None, :], mask=m)
+                tl.atomic_add(grad_plane + p4, g * (ly * lx)[None, :], mask=m)
+            if OFFSET_GRAD:
+                v1 = tl.load(plane + p1, mask=m, other=0.0)
+                v2 = tl.load(plane + p2, mask=m, other=0.0)
+                v3 = tl.load(plane + p3, mask=m, other=0.0)
+                v4 = tl.load(plane + p4, mask=m, other=0.0)
+                d_dx = hy[None, :] * (v2 - v1) + ly[None, :] * (v4 - v3)
+                d_dy = hx[None, :] * (v3 - v1) + lx[None, :] * (v4 - v2)
+                acc_dx += tl.where(dx_ok[None, :], g * d_dx, 0.0)
+                acc_dy += tl.where(dy_ok[None, :], g * d_dy, 0.0)
+            fx += 1.0
+        fy += 1.0
+    if OFFSET_GRAD:
+        goff = grad_offset_ptr + r.to(tl.int64) * 2 * NBINS
+        tl.atomic_add(goff + k, tl.sum(acc_dx, axis=0) * tl.load(geom_ptr + r * 6 + 4), mask=k_ok)
+        tl.atomic_add(goff + NBINS + k, tl.sum(acc_dy, axis=0) * tl.load(geom_ptr + r * 6 + 5), mask=k_ok)
+
+
+def _geometry(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int,
+              gamma: float):
+    """Per-RoI constants, computed with the reference's formulas in the input's dtype.
+
+    Returns:
+        geom (Tensor[R, 6]): x_start, y_start, bin_w, bin_h, gamma * roi_w, gamma * roi_h.
+        meta (IntTensor[R, 3]): batch index, grid_h, grid_w.
+    """
+    ph, pw = output_size
+    start = rois[:, 1:3] * spatial_scale - 0.5
+    size = rois[:, 3:5] * spatial_scale - 0.5 - start
+    bin_w, bin_h = size[:, 0] / pw, size[:, 1] / ph
+    if sampling_ratio > 0:
+        grid_h = grid_w = torch.full_like(bin_w, sampling_ratio, dtype=torch.int32)
+    else:
+        grid_h = torch.ceil(size[:, 1] / ph).clamp(min=0).to(torch.int32)
+        grid_w = torch.ceil(size[:, 0] / pw).clamp(min=0).to(torch.int32)
+    geom = torch.stack([start[:, 0], start[:, 1], bin_w, bin_h, gamma * size[:, 0], gamma * size[:, 1]], 1)
+    meta = torch.stack([rois[:, 0].to(torch.int32), grid_h, grid_w], 1)
+    return geom.contiguous(), meta.contiguous()
+
+
+def _blocks(channels: int, bins: int):
+    block_b = triton.next_power_of_2(bins)
+    block_c = min(triton.next_power_of_2(channels), max(1, _TILE // block_b))
+    return block_c, block_b
+
+
+class _DeformRoIPoolFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma):
+        input = input.contiguous()
+        offset = None if offset is None else offset.contiguous()
+        geom, meta = _geometry(rois.detach(), output_size, spatial_scale, sampling_ratio, gamma)
+        n, c, h, w = input.shape
+        num_rois, bins = rois.shape[0], output_size[0] * output_size[1]
+        out = input.new_empty(num_rois, c, *output_size)
+        block_c, block_b = _blocks(c, bins)
+        if num_rois > 0 and c > 0:
+            _deform_roi_pool_fwd[(num_rois, triton.cdiv(c, block_c))](
+                input, geom, meta, input if offset is None else offset, out, c, h, w,
+                NBINS=bins, PW=output_size[1], HAS_OFFSET=offset is not None, BLOCK_C=block_c, BLOCK_B=block_b)
+        ctx.save_for_backward(input, geom, meta, offset)
+        ctx.output_size = output_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        input, geom, meta, offset = ctx.saved_tensors
+        n, c, h, w = input.shape
+        num_rois, bins = geom.shape[0], ctx.output_size[0] * ctx.output_size[1]
+        want_input = ctx.needs_input_grad[0]
+        want_offset = offset is not None and ctx.needs_input_grad[2]
+        grad_input = torch.zeros_like(input) if want_input else None
+        grad_offset = torch.zeros_like(offset) if want_offset else None
+        block_c, block_b = _blocks(c, bins)
+        if num_rois > 0 and c > 0 and (want_input or want_offset):
+            _deform_roi_pool_bwd[(num_rois, triton.cdiv(c, block_c))](
+                input, geom, meta, input if offset is None else offset, grad_out.contiguous(),
+                input if grad_input is None else grad_input, input if grad_offset is None else grad_offset,
+                c, h, w, NBINS=bins, PW=ctx.output_size[1], HAS_OFFSET=offset is not None,
+                INPUT_GRAD=want_input, OFFSET_GRAD=want_offset, BLOCK_C=block_c, BLOCK_B=block_b)
+        return grad_input, None, grad_offset, None, None, None, None
+
+
+def deform_roi_pool_triton(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor],
+                           output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int,
+                           gamma: float) -> torch.Tensor:
+    """Same contract as ``deform_roi_pool_torch`` (validated float32/float64 arguments on one device).
+
+    Args:
+        input (Tensor[N, C, H, W]), rois (Tensor[R, 5]), offset (Tensor[R, 2, PH, PW] or None)
+
+    Returns:
+        Tensor[R, C, PH, PW]
+    """
+    if input.is_cuda:
+        with torch.cuda.device(input.device):
+            return _DeformRoIPoolFunction.apply(input, rois, offset, output_size, spatial_scale, sampling_ratio,
+                                                gamma)
+    return _DeformRoIPoolFunction.apply(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma)
