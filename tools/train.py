@@ -63,8 +63,18 @@ def main(args):
     return results
 
 
+def process_backend(args) -> str:
+    """gloo for MODEL.DEVICE cpu (CPU processes even on a GPU machine), else "auto" (NCCL when CUDA exists)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(args.config_file)
+    cfg.merge_from_list(args.opts or [])
+    return "gloo" if cfg.MODEL.DEVICE == "cpu" else "auto"
+
+
 if __name__ == "__main__":
     args = default_argument_parser().parse_args()
+    if not args.config_file:
+        raise SystemExit("tools/train.py: --config-file is required (e.g. configs/quickstart/faster_rcnn_shapes.yaml)")
     launch(
         main,
         args.num_gpus,
@@ -72,4 +82,5 @@ if __name__ == "__main__":
         machine_rank=args.machine_rank,
         dist_url=args.dist_url,
         args=(args,),
+        backend=process_backend(args),
     )

@@ -3,7 +3,8 @@
 - ``num_gpus_per_machine * num_machines == 1``: the function runs in this process, no process group.
 - Otherwise one process per local GPU is spawned; they rendezvous at ``dist_url`` ("auto": a free localhost port,
   one machine only; several machines need ``tcp://HOST:PORT`` of machine 0) and use NCCL on GPUs. On a machine
-  without CUDA, ``num_gpus_per_machine`` CPU processes are spawned with gloo: the distributed path runs anywhere.
+  without CUDA (or with ``backend="gloo"``), ``num_gpus_per_machine`` CPU processes are spawned with gloo: the
+  distributed path runs anywhere.
 - Under torchrun / SLURM scripts (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` in the environment): the processes already
   exist, so this process joins the group through ``env://`` and runs the function; ``--num-gpus`` is ignored.
 
@@ -44,8 +45,18 @@ def launched_by_torchrun() -> bool:
     return all(v in os.environ for v in _TORCHRUN_VARS)
 
 
-def _backend() -> str:
-    return "nccl" if torch.cuda.is_available() else "gloo"
+BACKENDS = ("auto", "nccl", "gloo")
+
+
+def _resolve_backend(backend: str) -> str:
+    """"auto": NCCL when CUDA is available, else gloo (CPU processes)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"launch: backend must be one of {BACKENDS}, got '{backend}'")
+    if backend == "auto":
+        return "nccl" if torch.cuda.is_available() else "gloo"
+    if backend == "nccl" and not torch.cuda.is_available():
+        raise ValueError("launch: backend 'nccl' needs CUDA, and no CUDA device is available; use 'gloo'")
+    return backend
 
 
 def _set_local_group(num_machines: int, num_per_machine: int, machine_rank: int) -> None:
@@ -57,9 +68,9 @@ def _set_local_group(num_machines: int, num_per_machine: int, machine_rank: int)
             comm._LOCAL_PROCESS_GROUP = group
 
 
-def _limit_cpu_threads(num_local_processes: int) -> None:
+def _limit_cpu_threads(backend: str, num_local_processes: int) -> None:
     # N CPU processes each using every core would oversubscribe the machine and slow everyone down.
-    if not torch.cuda.is_available() and num_local_processes > 1:
+    if backend == "gloo" and num_local_processes > 1:
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // num_local_processes))
 
 
@@ -71,6 +82,7 @@ def launch(
     dist_url: str = "auto",
     args: Sequence[Any] = (),
     timeout: timedelta = DEFAULT_TIMEOUT,
+    backend: str = "auto",
 ) -> None:
     """Run ``main_func(*args)`` in every process of the job (see the module docstring).
 
@@ -78,10 +90,13 @@ def launch(
         num_gpus_per_machine: processes per machine (GPUs, or CPU processes without CUDA).
         num_machines / machine_rank: the machines of a multi-machine job and this one's index.
         dist_url: "auto", "tcp://HOST:PORT" or "file:///shared/path".
+        backend: "auto" (NCCL with CUDA, else gloo), "nccl" or "gloo" (CPU processes even where CUDA exists,
+            e.g. for MODEL.DEVICE cpu).
     An exception in any spawned process is re-raised here with that process's traceback.
     """
+    backend = _resolve_backend(backend)
     if launched_by_torchrun():
-        _run_under_torchrun(main_func, args, timeout, num_gpus_per_machine)
+        _run_under_torchrun(main_func, args, timeout, num_gpus_per_machine, backend)
         return
     if num_gpus_per_machine < 1:
         raise ValueError(f"--num-gpus must be >= 1, got {num_gpus_per_machine}")
@@ -93,9 +108,10 @@ def launch(
     if world_size == 1:
         main_func(*args)
         return
-    if torch.cuda.is_available() and num_gpus_per_machine > torch.cuda.device_count():
+    if backend == "nccl" and num_gpus_per_machine > torch.cuda.device_count():
         raise ValueError(
-            f"--num-gpus {num_gpus_per_machine} but this machine has {torch.cuda.device_count()} CUDA devices"
+            f"--num-gpus {num_gpus_per_machine} but this machine has {torch.cuda.device_count()} CUDA devices "
+            "(for CPU processes use MODEL.DEVICE cpu)"
         )
     if dist_url == "auto":
         if num_machines != 1:
@@ -106,7 +122,7 @@ def launch(
     mp.start_processes(
         _distributed_worker,
         nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout),
+        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout, backend),
         daemon=False,
         start_method="spawn",
     )
@@ -121,12 +137,12 @@ def _distributed_worker(
     dist_url: str,
     args: Sequence[Any],
     timeout: timedelta,
+    backend: str,
 ) -> None:
     global_rank = machine_rank * num_gpus_per_machine + local_rank
-    backend = _backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    _limit_cpu_threads(num_gpus_per_machine)
+    _limit_cpu_threads(backend, num_gpus_per_machine)
     try:
         dist.init_process_group(backend, init_method=dist_url, world_size=world_size, rank=global_rank,
                                 timeout=timeout)
@@ -153,7 +169,7 @@ def _run_reporting_rank(main_func: Callable[..., Any], args: Sequence[Any], rank
 
 
 def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], timeout: timedelta,
-                        num_gpus_per_machine: int) -> None:
+                        num_gpus_per_machine: int, backend: str) -> None:
     rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local_rank = int(os.environ["LOCAL_RANK"])
     local_size = int(os.environ.get("LOCAL_WORLD_SIZE", world_size))
@@ -162,10 +178,9 @@ def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], time
     if num_gpus_per_machine not in (1, local_size):
         logger.warning(f"--num-gpus {num_gpus_per_machine} ignored: the launcher started {local_size} processes "
                        "per machine")
-    backend = _backend()
     if backend == "nccl":
         torch.cuda.set_device(local_rank)
-    _limit_cpu_threads(local_size)
+    _limit_cpu_threads(backend, local_size)
     if world_size == 1:
         main_func(*args)
         return

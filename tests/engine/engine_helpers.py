@@ -16,6 +16,8 @@ from det_dcn.engine import DefaultTrainer
 from det_dcn.utils import comm
 
 DATASET_SIZE = 10
+# names of the generated shapes splits registered by the `dataset` fixture (conftest.py)
+SHAPES_TRAIN, SHAPES_VAL = "engine_test_shapes_train", "engine_test_shapes_val"
 
 
 class TinyModel(nn.Module):

@@ -17,7 +17,7 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     ddp_dir = str(tmp_path / "ddp")
     out_file = str(tmp_path / "ddp_weights.pth")
     cfg = tiny_cfg(ddp_dir, **overrides)
-    launch(ddp_worker, num_gpus_per_machine=2, args=(cfg.dump(), out_file))
+    launch(ddp_worker, num_gpus_per_machine=2, args=(cfg.dump(), out_file), backend="gloo")
 
     got = torch.load(out_file, weights_only=True)
     assert got.keys() == expected.keys()

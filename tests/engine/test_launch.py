@@ -24,7 +24,7 @@ def _read_reports(out_dir, n):
 
 
 def test_launch_spawns_cpu_processes_with_ranks_and_local_group(tmp_path):
-    launch(rank_report_worker, num_gpus_per_machine=2, args=(str(tmp_path),))
+    launch(rank_report_worker, num_gpus_per_machine=2, args=(str(tmp_path),), backend="gloo")
     reports = _read_reports(tmp_path, 2)
     # rank, world size, local rank, local size
     assert reports == {0: ["0", "2", "0", "2"], 1: ["1", "2", "1", "2"]}
@@ -37,7 +37,7 @@ def test_launch_single_process_runs_inline(tmp_path):
 
 def test_exception_in_a_worker_fails_the_launch_and_is_reported_with_its_rank(capfd):
     with pytest.raises(Exception) as info:
-        launch(failing_worker, num_gpus_per_machine=2)
+        launch(failing_worker, num_gpus_per_machine=2, backend="gloo")
     err = capfd.readouterr().err
     # The parent raises the first failure it notices (the root cause or a peer's broken connection); the root
     # cause is always printed, marked with its rank.
@@ -61,7 +61,7 @@ def test_runs_under_torchrun_with_env_rendezvous(tmp_path):
         sys.path.insert(0, {HERE!r})
         from det_dcn.engine import launch
         from engine_helpers import rank_report_worker
-        launch(rank_report_worker, num_gpus_per_machine=1, args=({str(tmp_path)!r},))
+        launch(rank_report_worker, num_gpus_per_machine=1, args=({str(tmp_path)!r},), backend="gloo")
     """))
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
     subprocess.run(
@@ -79,3 +79,8 @@ def test_torchrun_detection(monkeypatch):
     monkeypatch.setenv("WORLD_SIZE", "1")
     monkeypatch.setenv("LOCAL_RANK", "0")
     assert launched_by_torchrun()
+
+
+def test_bad_backend_is_named():
+    with pytest.raises(ValueError, match="backend"):
+        launch(print, num_gpus_per_machine=1, backend="mpi")

@@ -8,22 +8,12 @@ import pytest
 import torch
 
 from det_dcn.config import get_cfg
-from det_dcn.data import DatasetCatalog, register_coco_instances
-from det_dcn.data import shapes
+from det_dcn.data import DatasetCatalog
 from det_dcn.engine import DefaultPredictor, DefaultTrainer
 
+from engine_helpers import SHAPES_TRAIN as TRAIN, SHAPES_VAL as VAL
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-TRAIN, VAL = "engine_test_shapes_train", "engine_test_shapes_val"
-
-
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = str(tmp_path_factory.mktemp("engine_shapes"))
-    shapes.ensure_shapes(root, {"train": 8, "val": 2}, show_progress=False, workers=1)
-    for name, split in ((TRAIN, "train"), (VAL, "val")):
-        assert name not in DatasetCatalog.list(), f"{name} registered twice"
-        register_coco_instances(name, shapes.json_path(root, split), shapes.image_dir(root, split))
-    return root
 
 
 def _cfg(output_dir, **overrides):
