@@ -160,6 +160,12 @@ class SimpleTrainer(TrainerBase):
             raise RuntimeError("SimpleTrainer has no data loader; pass one or override build_train_loader")
         self._data_loader_iter = iter(self.data_loader)
 
+    def close_data_loader(self) -> None:
+        """Stop the data loader's iterator (and its worker processes) now rather than at garbage collection."""
+        it, self._data_loader_iter = self._data_loader_iter, None
+        if it is not None and hasattr(it, "close"):
+            it.close()
+
     def run_step(self) -> None:
         if not self.model.training:
             raise RuntimeError(f"[SimpleTrainer] the model was switched to eval mode before iteration {self.iter}")

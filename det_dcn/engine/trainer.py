@@ -146,7 +146,10 @@ class DefaultTrainer(SimpleTrainer):
         if self._rng_state_to_restore is not None:
             set_rng_state(self._rng_state_to_restore)
             self._rng_state_to_restore = None
-        super().train(self.start_iter, self.max_iter)
+        try:
+            super().train(self.start_iter, self.max_iter)
+        finally:
+            self.close_data_loader()
         if self._eval_hook is not None and comm.is_main_process():
             return self._eval_hook.latest_results
         return None
@@ -158,6 +161,10 @@ class DefaultTrainer(SimpleTrainer):
             last = self.checkpointer.get_checkpoint_file() if comm.is_main_process() else ""
             where = f"The last good checkpoint is '{last}'." if last else "No checkpoint had been written yet."
             raise NonFiniteLossError(f"{e} {where}") from e
+        # det_dcn's training loader skips unreadable images and counts them: make the count visible in metrics.
+        stats = getattr(self.data_loader, "stats", None)
+        if callable(stats):
+            self.storage.put_scalar("data/num_skipped", stats()["num_skipped"], smoothing_hint=False)
 
     # ---------------------------------------------------------------------------------------------- builders
     def build_hooks(self) -> List[hooks.HookBase]:

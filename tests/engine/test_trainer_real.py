@@ -1,5 +1,6 @@
 """DefaultTrainer and DefaultPredictor on the real Faster R-CNN and data loader (tiny sizes, generated shapes)."""
 
+import json
 import os
 
 import cv2
@@ -66,6 +67,10 @@ def test_resume_real_model_and_loader_is_bit_identical(dataset, tmp_path):
     # random flips, multi-scale sizes, RPN / RoI sampling and the LR schedule all continued exactly
     _assert_identical(_weights(os.path.join(full_dir, "model_final.pth")),
                       _weights(os.path.join(cut_dir, "model_final.pth")))
+    # the loader's count of skipped bad images is part of the metrics
+    with open(os.path.join(full_dir, "metrics.json")) as f:
+        last = [json.loads(line) for line in f][-1]
+    assert last["data/num_skipped"] == 0 and last["iteration"] == 3
 
 
 @pytest.fixture(scope="module")
