@@ -245,10 +245,27 @@ class DetectionCheckpointer:
         if report.missing_keys:
             log.warning(
                 f"{len(report.missing_keys)} model tensors are not in the checkpoint (left as initialised):\n"
-                + "\n".join(f"  {k}" for k in report.missing_keys)
+                + "\n".join(f"  {k}" for k in _group_keys(report.missing_keys))
             )
         if report.unexpected_keys:
             log.warning(
                 f"{len(report.unexpected_keys)} checkpoint tensors are not used by the model:\n"
-                + "\n".join(f"  {k}" for k in report.unexpected_keys)
+                + "\n".join(f"  {k}" for k in _group_keys(report.unexpected_keys))
             )
+
+
+def _group_keys(keys: List[str]) -> List[str]:
+    """["a.b.weight", "a.b.bias", "c"] -> ["a.b.{bias, weight}", "c"]: one line per module in the report."""
+    groups: Dict[str, List[str]] = {}
+    for key in sorted(keys):
+        prefix, _, leaf = key.rpartition(".")
+        groups.setdefault(prefix, []).append(leaf)
+    lines = []
+    for prefix, leaves in groups.items():
+        if not prefix:
+            lines.extend(leaves)
+        elif len(leaves) == 1:
+            lines.append(f"{prefix}.{leaves[0]}")
+        else:
+            lines.append(f"{prefix}.{{{', '.join(leaves)}}}")
+    return lines

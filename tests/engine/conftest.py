@@ -8,9 +8,10 @@ from engine_helpers import SHAPES_TRAIN, SHAPES_VAL
 @pytest.fixture(autouse=True)
 def _restore_det_dcn_logger():
     """Trainers and default_setup configure the "det_dcn" logger (handlers, no propagation); undo that after each
-    test so later tests (caplog) see an untouched logger."""
+    test so later tests see an untouched logger, and let records reach caplog during the test."""
     logger = logging.getLogger("det_dcn")
     saved = (list(logger.handlers), logger.propagate, logger.level)
+    logger.propagate = True  # caplog listens at the root logger, whatever an earlier test module configured
     yield
     for h in list(logger.handlers):
         if h not in saved[0]:

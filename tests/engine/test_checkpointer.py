@@ -95,6 +95,15 @@ def test_load_reports_mismatched_missing_and_unexpected_keys(tmp_path, caplog):
     assert "bn.running_var" in text and "extra.weight" in text
 
 
+def test_report_groups_keys_by_module(tmp_path, caplog):
+    path = str(tmp_path / "backbone_only.pth")
+    torch.save({"model": {"backbone.weight": Net().backbone.weight}}, path)
+    with caplog.at_level(logging.INFO, logger="det_dcn"):
+        DetectionCheckpointer(Net()).load(path)
+    assert "cls_score.{bias, weight}" in caplog.text
+    assert "bn.{bias, running_mean, running_var, weight}" in caplog.text
+
+
 def test_load_plain_state_dict_and_converted_format(tmp_path):
     src = Net()
     for i, payload in enumerate([src.state_dict(), {"model": src.state_dict(), "__author__": "convert"}]):
