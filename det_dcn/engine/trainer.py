@@ -161,6 +161,13 @@ class DefaultTrainer(SimpleTrainer):
             last = self.checkpointer.get_checkpoint_file() if comm.is_main_process() else ""
             where = f"The last good checkpoint is '{last}'." if last else "No checkpoint had been written yet."
             raise NonFiniteLossError(f"{e} {where}") from e
+        except RuntimeError as e:
+            if "find_unused_parameters" in str(e) and not self.cfg.FIND_UNUSED_PARAMETERS:
+                raise RuntimeError(
+                    f"{e}\nThis model leaves some trainable parameters without a gradient: set the config key "
+                    "FIND_UNUSED_PARAMETERS True (or freeze those parameters)."
+                ) from e
+            raise
         # det_dcn's training loader skips unreadable images and counts them: make the count visible in metrics.
         stats = getattr(self.data_loader, "stats", None)
         if callable(stats):

@@ -145,3 +145,19 @@ def failing_worker() -> None:
     if comm.get_rank() == 1:
         raise ValueError("boom from rank 1")
     comm.synchronize()
+
+
+class UnusedParamTrainer(TinyTrainer):
+    """TinyModel plus a layer its forward never uses: DDP needs find_unused_parameters."""
+
+    @classmethod
+    def build_model(cls, cfg):
+        model = TinyModel()
+        model.unused = nn.Linear(2, 2)
+        return model
+
+
+def unused_param_worker(cfg_yaml: str) -> None:
+    from det_dcn.config import CfgNode
+
+    train_tiny(CfgNode.load_cfg(cfg_yaml), trainer_cls=UnusedParamTrainer)

@@ -2,11 +2,12 @@
 
 import os
 
+import pytest
 import torch
 
 from det_dcn.engine import launch, seed_all_rng
 
-from engine_helpers import TinyModel, ddp_worker, tiny_cfg, train_tiny
+from engine_helpers import TinyModel, ddp_worker, unused_param_worker, tiny_cfg, train_tiny
 
 
 def test_two_process_ddp_equals_single_process(tmp_path):
@@ -31,3 +32,16 @@ def test_two_process_ddp_equals_single_process(tmp_path):
     names = sorted(os.listdir(ddp_dir))
     assert "model_final.pth" in names and "metrics.json" in names
     assert not any("rank1" in n for n in names)
+
+
+def test_unused_parameters_error_names_the_config_key(tmp_path):
+    cfg = tiny_cfg(str(tmp_path / "unused"), **{"SOLVER.MAX_ITER": 2})
+    with pytest.raises(Exception) as info:
+        launch(unused_param_worker, num_gpus_per_machine=2, args=(cfg.dump(),), backend="gloo")
+    assert "FIND_UNUSED_PARAMETERS" in str(info.value)
+
+
+def test_find_unused_parameters_key_lets_such_a_model_train(tmp_path):
+    cfg = tiny_cfg(str(tmp_path / "unused_ok"), **{"SOLVER.MAX_ITER": 2, "FIND_UNUSED_PARAMETERS": True})
+    launch(unused_param_worker, num_gpus_per_machine=2, args=(cfg.dump(),), backend="gloo")
+    assert os.path.exists(str(tmp_path / "unused_ok" / "model_final.pth"))
