@@ -57,7 +57,9 @@ _C.MODEL.FPN.FUSE_TYPE = "sum"  # "sum" or "avg"
 
 _C.MODEL.PROPOSAL_GENERATOR = CN()
 _C.MODEL.PROPOSAL_GENERATOR.NAME = "RPN"
-_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0.0  # proposals with a side <= this (input pixels) are dropped
+# Proposals with a side <= this (input pixels) are dropped (detectron2's rule; torchvision drops sides < this, which
+# differs only for a side of exactly MIN_SIZE).
+_C.MODEL.PROPOSAL_GENERATOR.MIN_SIZE = 0.0
 
 _C.MODEL.ANCHOR_GENERATOR = CN()
 _C.MODEL.ANCHOR_GENERATOR.NAME = "DefaultAnchorGenerator"
@@ -96,6 +98,9 @@ _C.MODEL.RPN.NMS_THRESH = 0.7
 # det_dcn: proposals with sigmoid(objectness) below this are dropped before NMS (torchvision's rpn_score_thresh);
 # 0.0 keeps all.
 _C.MODEL.RPN.SCORE_THRESH = 0.0
+# det_dcn: rank proposals in NMS by sigmoid(objectness) (torchvision) instead of the logit (detectron2). Same order
+# except among logits whose sigmoids round to the same float32 (e.g. all logits > ~17 give 1.0).
+_C.MODEL.RPN.NMS_ON_SIGMOID = False
 _C.MODEL.RPN.CONV_DIMS = [-1]  # hidden 3x3 convs of the head; -1 = same as input channels
 
 _C.MODEL.ROI_HEADS = CN()

@@ -133,3 +133,27 @@ def test_training_needs_gt():
     rpn = make_rpn(FixedHead(torch.zeros(1, 2, 2, 2), torch.zeros(1, 8, 2, 2))).train()
     with pytest.raises(ValueError, match="gt_boxes"):
         rpn(ImageList(torch.zeros(1, 3, 16, 16), [(16, 16)]), {"f": torch.zeros(1, 1, 2, 2)})
+
+
+def test_proposal_selection_equals_torchvision_with_sigmoid_nms():
+    """With NMS ranked by sigmoid (MODEL.RPN.NMS_ON_SIGMOID), proposal selection equals torchvision's
+    RegionProposalNetwork.filter_proposals, also among logits that saturate the sigmoid to 1.0."""
+    from torchvision.models.detection.rpn import RegionProposalNetwork
+
+    g = torch.Generator().manual_seed(0)
+    counts = [600, 150]
+    xy = torch.rand(2, sum(counts), 2, generator=g) * 200
+    boxes = torch.cat([xy, xy + torch.rand(2, sum(counts), 2, generator=g) * 80 + 1e-4], dim=2)
+    logits = torch.randn(2, sum(counts), generator=g) * 4
+    logits[:, ::3] += 25.0  # a third saturate: sigmoid == 1.0 exactly in float32
+    tv = RegionProposalNetwork(None, None, 0.7, 0.3, 256, 0.5, dict(training=300, testing=300),
+                               dict(training=100, testing=100), nms_thresh=0.7).eval()
+    tv_boxes, _ = tv.filter_proposals(boxes, logits, [(180, 220), (220, 180)], counts)
+    ours = find_top_rpn_proposals(
+        list(boxes.split(counts, dim=1)), list(logits.split(counts, dim=1)), [(180, 220), (220, 180)],
+        nms_thresh=0.7, pre_nms_topk=300, post_nms_topk=100, min_box_size=1e-3, score_thresh=0.0, training=False,
+        nms_on_sigmoid=True,
+    )
+    for a, b in zip(ours, tv_boxes):
+        assert len(b) == 100
+        torch.testing.assert_close(a["proposal_boxes"], b, rtol=0, atol=0)

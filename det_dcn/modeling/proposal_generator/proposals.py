@@ -19,6 +19,7 @@ def find_top_rpn_proposals(
     min_box_size: float,
     score_thresh: float,
     training: bool,
+    nms_on_sigmoid: bool = False,
 ) -> List[Dict[str, Tensor]]:
     """Select proposals for each image.
 
@@ -30,9 +31,11 @@ def find_top_rpn_proposals(
         post_nms_topk: kept per image after NMS (over all levels).
         min_box_size: boxes with a side <= this (after clipping) are dropped.
         score_thresh: boxes with sigmoid(logit) < this are dropped (0 keeps all).
+        nms_on_sigmoid: NMS ranks by sigmoid(logit) in float32 (torchvision) rather than by logit; differs only in
+            the order of logits whose sigmoids are equal floats.
 
     Returns:
-        per image {"proposal_boxes": ``[P, 4]``, "objectness_logits": ``[P]``}, sorted by decreasing logit, detached.
+        per image {"proposal_boxes": ``[P, 4]``, "objectness_logits": ``[P]``}, sorted by decreasing score, detached.
     """
     num_images = len(image_sizes)
     device = proposals[0].device
@@ -64,6 +67,7 @@ def find_top_rpn_proposals(
             keep &= torch.sigmoid(scores) >= score_thresh
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]
         # NMS separately per level, as detectron2 and torchvision do.
-        keep = batched_nms(boxes.float(), scores.float(), lvl, nms_thresh)[:post_nms_topk]
+        nms_scores = torch.sigmoid(scores.float()) if nms_on_sigmoid else scores.float()
+        keep = batched_nms(boxes.float(), nms_scores, lvl, nms_thresh)[:post_nms_topk]
         results.append({"proposal_boxes": boxes[keep], "objectness_logits": scores[keep]})
     return results

@@ -41,6 +41,7 @@ class RPN(nn.Module):
         nms_thresh: float = 0.7,
         min_box_size: float = 0.0,
         score_thresh: float = 0.0,
+        nms_on_sigmoid: bool = False,
         anchor_boundary_thresh: float = -1.0,
         loss_weight: Optional[Dict[str, float]] = None,
         box_reg_loss_type: str = "smooth_l1",
@@ -67,6 +68,7 @@ class RPN(nn.Module):
         self.nms_thresh = nms_thresh
         self.min_box_size = min_box_size
         self.score_thresh = score_thresh
+        self.nms_on_sigmoid = nms_on_sigmoid
         self.anchor_boundary_thresh = anchor_boundary_thresh
         self.loss_weight = loss_weight or {"loss_rpn_cls": 1.0, "loss_rpn_loc": 1.0}
         self.box_reg_loss_type = box_reg_loss_type
@@ -97,6 +99,7 @@ class RPN(nn.Module):
             nms_thresh=rpn.NMS_THRESH,
             min_box_size=cfg.MODEL.PROPOSAL_GENERATOR.MIN_SIZE,
             score_thresh=rpn.SCORE_THRESH,
+            nms_on_sigmoid=rpn.NMS_ON_SIGMOID,
             anchor_boundary_thresh=rpn.BOUNDARY_THRESH,
             loss_weight={
                 "loss_rpn_cls": rpn.LOSS_WEIGHT,
@@ -215,5 +218,6 @@ class RPN(nn.Module):
                 self.min_box_size,
                 self.score_thresh,
                 self.training,
+                self.nms_on_sigmoid,
             )
         return proposals, losses
