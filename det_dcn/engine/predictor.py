@@ -38,7 +38,9 @@ class DefaultPredictor:
 
     def __call__(self, original_image: np.ndarray) -> Dict[str, torch.Tensor]:
         if not isinstance(original_image, np.ndarray):
-            raise TypeError(f"DefaultPredictor expects a numpy HxWx3 uint8 BGR image, got {type(original_image).__name__}")
+            raise TypeError(
+                f"DefaultPredictor expects a numpy HxWx3 uint8 BGR image, got {type(original_image).__name__}"
+            )
         if original_image.ndim != 3 or original_image.shape[2] != 3:
             raise ValueError(f"DefaultPredictor expects an HxWx3 BGR image, got shape {original_image.shape}")
         if original_image.dtype != np.uint8:

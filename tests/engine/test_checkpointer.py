@@ -44,7 +44,8 @@ def test_save_and_resume_round_trip(tmp_path):
     for (k, a), b in zip(model.state_dict().items(), model2.state_dict().values()):
         assert torch.equal(a, b), k
     assert sched2.last_epoch == 1
-    assert torch.equal(opt2.state_dict()["state"][0]["momentum_buffer"], opt.state_dict()["state"][0]["momentum_buffer"])
+    momentum = [o.state_dict()["state"][0]["momentum_buffer"] for o in (opt, opt2)]
+    assert torch.equal(momentum[0], momentum[1])
 
 
 def test_failure_during_save_leaves_no_partial_file(tmp_path, monkeypatch):
