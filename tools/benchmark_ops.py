@@ -25,6 +25,7 @@ from torchvision.ops import roi_align
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, deform_roi_pool  # noqa: E402
+from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 
 IMAGE_HW = (800, 1216)
 CONV_SHAPES = [("res3", 128, (100, 152)), ("res4", 256, (50, 76)), ("res5", 512, (25, 38))]
@@ -40,11 +41,14 @@ def make_rois(num, n_images, image_hw, min_size, max_size, generator):
 
 
 # ----------------------------------------------------------------------------------------------------------- cases
-def roi_cases(args):
-    """(name, baseline name, setup) for the RoI ops; setup(device) -> (inputs, fn(inputs) -> loss)."""
+def roi_cases(args, device):
+    """(name, baseline name, setup) for the RoI ops; setup(device) -> (baseline fn, op fn), each fwd+bwd.
+
+    On CUDA the plain PyTorch path (the CPU implementation) is measured too, next to the fused default."""
     cases = []
-    for sampling in args.sampling:
-        def setup(device, sampling=sampling):
+    impls = ["auto", "torch"] if device == "cuda" else ["auto"]
+    for sampling, impl in [(s, i) for i in impls for s in args.sampling]:
+        def setup(device, sampling=sampling, impl=impl):
             g = torch.Generator().manual_seed(0)
             scale = args.feature_hw[0] / IMAGE_HW[0]
             x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).to(device)
@@ -59,8 +63,12 @@ def roi_cases(args):
 
             def deform():
                 deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1).backward(grad)
-            return base, deform
-        cases.append((f"deform_roi_pool s={sampling}", "roi_align", setup))
+
+            def plain():
+                deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling, 0.1).backward(grad)
+            return base, (deform if impl == "auto" else plain)
+        name = f"deform_roi_pool s={sampling}" + ("" if impl == "auto" else " [plain torch]")
+        cases.append((name, "roi_align", setup))
     return cases
 
 
@@ -166,7 +174,7 @@ def run(args, device):
     measure = measure_cpu if device == "cpu" else measure_cuda
     warmup = args.warmup if args.warmup is not None else (1 if device == "cpu" else 3)
     repeats = args.repeats if args.repeats is not None else (2 if device == "cpu" else 10)
-    cases = roi_cases(args) + ([] if args.skip_conv else conv_cases(args))
+    cases = roi_cases(args, device) + ([] if args.skip_conv else conv_cases(args))
     rows = []
     for name, base_name, setup in cases:
         tb, mb = measure(setup, 0, warmup, repeats)

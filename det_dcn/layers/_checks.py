@@ -37,8 +37,10 @@ def check_same_device_dtype(op: str, input: torch.Tensor, other: torch.Tensor, n
                          f"expected the same dtype (or run under torch.autocast)")
 
 
-def check_rois(op: str, input: torch.Tensor, rois: torch.Tensor, name: str = "rois") -> None:
-    """``rois`` must be [R, 5] = (batch_index, x1, y1, x2, y2) with integral batch indices in [0, N)."""
+def check_rois(op: str, input: torch.Tensor, rois: torch.Tensor, name: str = "rois",
+               ordered: bool = False) -> None:
+    """``rois`` must be [R, 5] = (batch_index, x1, y1, x2, y2) with integral batch indices in [0, N) and, if
+    ``ordered``, x2 >= x1 and y2 >= y1."""
     if not isinstance(rois, torch.Tensor):
         raise ValueError(f"{op}: {name} must be a torch.Tensor of shape [R, 5], got {type(rois).__name__}")
     if rois.dim() != 2 or rois.shape[1] != 5:
@@ -48,11 +50,17 @@ def check_rois(op: str, input: torch.Tensor, rois: torch.Tensor, name: str = "ro
     if rois.shape[0] == 0:
         return
     idx = rois[:, 0]
-    bad = (idx < 0) | (idx >= input.shape[0]) | (idx != idx.floor())
-    if bool(bad.any()):  # one host sync; wrong indices would read another image or out of bounds
-        value = idx[bad][0].item()
+    bad_index = (idx < 0) | (idx >= input.shape[0]) | (idx != idx.floor())
+    bad_order = (rois[:, 3] < rois[:, 1]) | (rois[:, 4] < rois[:, 2]) if ordered else torch.zeros_like(bad_index)
+    # one host sync for both checks; wrong indices would read another image or out of bounds
+    any_index, any_order = torch.stack([bad_index.any(), bad_order.any()]).tolist()
+    if any_index:
+        value = idx[bad_index][0].item()
         raise ValueError(f"{op}: {name}[:, 0] holds batch index {value}, expected an integer in "
                          f"[0, {input.shape[0]}) for an input batch of {input.shape[0]} images")
+    if any_order:
+        box = [round(v, 4) for v in rois[bad_order][0].tolist()]
+        raise ValueError(f"{op}: {name} holds box {box} with x2 < x1 or y2 < y1; expected x1 <= x2 and y1 <= y2")
 
 
 def check_offset(op: str, input: torch.Tensor, offset: Optional[torch.Tensor], num_rois: int,

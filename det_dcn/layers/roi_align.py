@@ -21,7 +21,8 @@ class ROIAlign(nn.Module):
             ROIAlignV2); False reproduces the original (misaligned) op.
 
     Shape:
-        input (Tensor[N, C, H, W]), rois (Tensor[R, 5] = (batch_index, x1, y1, x2, y2)) -> Tensor[R, C, PH, PW].
+        input (Tensor[N, C, H, W]), rois (Tensor[R, 5] = (batch_index, x1, y1, x2, y2), x1 <= x2 and y1 <= y2 when
+        ``aligned``) -> Tensor[R, C, PH, PW].
         Float16/bfloat16 and autocast are computed in float32; the result has ``input``'s dtype.
     """
 
@@ -37,7 +38,8 @@ class ROIAlign(nn.Module):
 
     def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
         check_feature_map("ROIAlign", input)
-        check_rois("ROIAlign", input, rois)
+        # torchvision's aligned kernel cannot take boxes with x2 < x1 (it fails allocating a negative sample grid)
+        check_rois("ROIAlign", input, rois, ordered=self.aligned)
         dtype = compute_dtype(input.dtype)
         with no_autocast(input.device.type):
             out = roi_align(input.to(dtype), rois.to(dtype), self.output_size, self.spatial_scale,

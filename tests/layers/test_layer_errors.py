@@ -29,6 +29,11 @@ def test_rois_errors(pool):
         pool(X[0], ROIS)
 
 
+def test_roi_align_rejects_inverted_boxes():
+    with pytest.raises(ValueError, match=r"rois holds box \[0.0, 6.0, 1.0, 1.0, 6.0\] with x2 < x1 or y2 < y1"):
+        ROIAlign(3, 1.0, 0)(X, torch.tensor([[0, 6.0, 1.0, 1.0, 6.0]]))
+
+
 def test_device_mismatch_error():
     meta_rois = ROIS.to("meta")
     with pytest.raises(ValueError, match=r"rois is on device meta but input is on cpu"):
