@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from det_dcn.utils import comm
+from det_dcn.utils.atomic_io import atomic_torch_save, atomic_write_text
 
 LAST_CHECKPOINT_TAG = "last_checkpoint"
 
@@ -39,35 +40,6 @@ def _unwrap(model: nn.Module) -> nn.Module:
     if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
         return model.module
     return model
-
-
-def _atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` to ``path`` through a temporary file and ``os.replace``: ``path`` is never partial."""
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-
-
-def _atomic_write_text(text: str, path: str) -> None:
-    tmp = f"{path}.tmp"
-    try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 def _extract_model_state(checkpoint: Any, path: str) -> Dict[str, torch.Tensor]:
@@ -141,13 +113,13 @@ class DetectionCheckpointer:
         data.update(extra)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
-        _atomic_torch_save(data, path)
+        atomic_torch_save(data, path)
         self.tag_last_checkpoint(basename)
         self.logger.info(f"Saved checkpoint to {path}")
         return path
 
     def tag_last_checkpoint(self, basename: str) -> None:
-        _atomic_write_text(basename, os.path.join(self.save_dir, LAST_CHECKPOINT_TAG))
+        atomic_write_text(os.path.join(self.save_dir, LAST_CHECKPOINT_TAG), basename, fsync=True)
 
     def has_checkpoint(self) -> bool:
         return bool(self.save_dir) and os.path.exists(os.path.join(self.save_dir, LAST_CHECKPOINT_TAG))

@@ -23,6 +23,7 @@ from typing import Dict, List, Optional, Tuple
 
 import cv2
 import numpy as np
+from det_dcn.utils.atomic_io import atomic_write_json
 
 CLASSES = ("circle", "ellipse", "triangle", "rectangle", "star", "cross")
 SPLITS = ("train", "val")
@@ -224,13 +225,6 @@ def image_dir(root: str, split: str) -> str:
     return os.path.join(root, split)
 
 
-def _write_json_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
-
-
 def _render_chunk(args) -> list:
     """Render and write images ``indices`` of a split; returns [(index, file name, (h, w), annotations)]."""
     seed, split_id, indices, out_dir = args
@@ -292,7 +286,7 @@ def generate_split(root: str, split: str, num_images: int, seed: int = DEFAULT_S
         "annotations": annotations,
         "categories": [{"id": i + 1, "name": c, "supercategory": "shape"} for i, c in enumerate(CLASSES)],
     }
-    _write_json_atomic(coco, json_path(root, split))
+    atomic_write_json(json_path(root, split), coco, compact=True)
     return json_path(root, split)
 
 

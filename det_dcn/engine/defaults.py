@@ -13,6 +13,7 @@ from det_dcn.utils.logger import setup_logger
 
 from .env_info import collect_env_info
 from .seeding import generate_seed, seed_all_rng
+from det_dcn.utils.atomic_io import atomic_write_text
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
@@ -52,15 +53,6 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
                         help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 1000")
     return parser
-
-
-def _write_text_atomic(text: str, path: str) -> None:
-    tmp = f"{path}.tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def resolve_seed(cfg) -> int:
@@ -110,6 +102,6 @@ def default_setup(cfg, args) -> None:
 
     if comm.is_main_process():
         path = os.path.join(output_dir, "config.yaml")
-        _write_text_atomic(cfg.dump(), path)
+        atomic_write_text(path, cfg.dump(), fsync=True)
         logger.info(f"Full config saved to {path}")
     torch.backends.cudnn.benchmark = bool(cfg.CUDNN_BENCHMARK)

@@ -14,6 +14,7 @@ from det_dcn.data import DatasetCatalog, MetadataCatalog
 from det_dcn.utils import comm
 
 from .evaluator import DatasetEvaluator
+from det_dcn.utils.atomic_io import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -33,13 +34,6 @@ def dicts_to_coco_gt(dataset_dicts: List[dict], thing_classes: List[str], id_map
                           "iscrowd": int(a.get("iscrowd", 0))})
     cats = [{"id": inv[i], "name": n} for i, n in enumerate(thing_classes)]
     return {"images": images, "annotations": annos, "categories": cats}
-
-
-def _write_json_atomic(obj, path: str) -> None:
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(obj, f)
-    os.replace(tmp, path)
 
 
 class COCOEvaluator(DatasetEvaluator):
@@ -134,7 +128,7 @@ class COCOEvaluator(DatasetEvaluator):
         if self.output_dir:
             os.makedirs(self.output_dir, exist_ok=True)
             path = os.path.join(self.output_dir, "coco_instances_results.json")
-            _write_json_atomic(results, path)
+            atomic_write_json(path, results, compact=True)
             logger.info(f"Wrote {len(results)} detections of {len(preds)} images to {path}")
         gt = self._load_gt()
         if len(preds) != len(gt.getImgIds()):
