@@ -175,25 +175,18 @@ def test_backbone_and_fpn_features_match(stages):
         a, b = stages["tv_feats"][tv_name], stages["our_feats"][name]
         assert a.shape == b.shape, name
         assert a.std() > 0.1, name  # not vacuous
-        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-5 * float(a.abs().max()))
+        # Same ops on the same input: bitwise equal on the machine this was written on; allow float noise.
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6 * float(a.abs().max()))
 
 
 def test_rpn_proposals_match(stages):
     a, b = stages["tv_props"], stages["our_props"]
     assert len(a) == 1000  # 320x416 gives enough anchors for the full post-NMS top-k
-    assert b.shape == a.shape
     assert float((a[:, 2:] - a[:, :2]).std()) > 5  # proposals of many sizes, i.e. not just anchors
-    # Same boxes as a set (each det_dcn proposal matches a distinct torchvision one)...
-    dist = (b[:, None, :] - a[None, :, :]).abs().amax(dim=2)  # [1000, 1000]
-    used = torch.zeros(len(a), dtype=torch.bool)
-    for row in dist:
-        candidates = ((row <= 1e-3) & ~used).nonzero()
-        assert len(candidates) > 0, "a det_dcn proposal has no torchvision counterpart"
-        used[candidates[0, 0]] = True
-    # ... and in the same order, except for neighbours whose scores tie after torchvision's sigmoid (it runs NMS
-    # on sigmoid(logit), det_dcn on the logit; see /work/notes_backbone_to_heads.md item 9).
-    same_position = (b - a).abs().amax(dim=1) <= 1e-3
-    assert int((~same_position).sum()) <= 8
+    # Same boxes in the same order, including among proposals whose sigmoid scores tie in float32 (this seed has
+    # such ties; MODEL.RPN.NMS_ON_SIGMOID makes det_dcn rank them as torchvision does).
+    assert b.shape == a.shape
+    torch.testing.assert_close(b, a, rtol=0, atol=1e-4)  # measured: bitwise equal
 
 
 def _compare_detections(tv_det, our_det, min_count=5):
@@ -201,8 +194,8 @@ def _compare_detections(tv_det, our_det, min_count=5):
     assert len(our_det["boxes"]) == len(tv_det["boxes"])
     # torchvision class c (1..90) is det_dcn class c - 1.
     torch.testing.assert_close(our_det["classes"], tv_det["labels"] - 1)
-    torch.testing.assert_close(our_det["scores"], tv_det["scores"], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(our_det["boxes"], tv_det["boxes"], rtol=0, atol=2e-3)
+    torch.testing.assert_close(our_det["scores"], tv_det["scores"], rtol=0, atol=1e-6)  # measured: 1 ulp
+    torch.testing.assert_close(our_det["boxes"], tv_det["boxes"], rtol=0, atol=1e-4)  # measured: bitwise equal
 
 
 def test_roi_head_detections_match(stages):
