@@ -133,7 +133,7 @@ def plan_variant(variant: dict, overrides: List[str], max_iter: Optional[int], w
         cfg.merge_from_file(variant["config"])
         cfg.merge_from_list(list(overrides))
     except Exception as e:
-        raise ValueError(f"Variant '{variant['name']}' ({variant['config']}) with overrides {overrides}: {e}") from e
+        raise ValueError(f"Variant '{variant['name']}' ({variant['config']}): {e}") from e
     opts = list(overrides)
     if max_iter is not None:
         opts += scaled_schedule(cfg, max_iter, overrides[0::2])
