@@ -23,6 +23,7 @@ import det_dcn.layers.deform_roi_pool as drp_module  # noqa: E402
 from det_dcn.layers import (DeformConv2d, DeformConv2dPack, DeformRoIPoolPack, ModulatedDeformConv2d,  # noqa: E402
                             ModulatedDeformConv2dPack, ModulatedDeformRoIPoolPack, ROIAlign, ROIPool,
                             deform_roi_pool)
+from det_dcn.layers.deform_conv_torch import deform_conv2d_torch  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 
 FAILURES = []
@@ -215,6 +216,10 @@ def main(argv=None):
     check_module("ModulatedDeformConv2dPack", lambda: ModulatedDeformConv2dPack(8, 8, 3, padding=2, dilation=2,
                                                                                deform_groups=2, bias=True),
                  conv_inputs())
+    weight_conv = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(2)) * 0.1
+    check_function("deform_conv2d[plain torch on cuda] g=2 dg=2",
+                   lambda x, o, mk: deform_conv2d_torch(x, o, mk, weight_conv.to(x), None, (1, 1), (2, 2), (2, 2)),
+                   conv_inputs(offset_channels=36, mask_channels=18))
     try:  # exact gradients of the fused kernels on the GPU itself
         g = torch.Generator().manual_seed(3)
         x = torch.randn(2, 3, 6, 7, dtype=torch.float64, generator=g).to(DEV).requires_grad_()

@@ -107,3 +107,38 @@ def test_full_gradcheck_tiny():
     offset = (torch.randn(1, 16, 3, 3, dtype=torch.float64) * 0.7).requires_grad_()
     mask = torch.rand(1, 8, 3, 3, dtype=torch.float64).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, o, mk, w, b: m(a, o, mk), (x, offset, mask, m.weight, m.bias))
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+@pytest.mark.parametrize("modulated", [False, True])
+def test_torch_path_equals_torchvision(cfg, modulated):
+    # the CPU path against torchvision's kernel, outputs and all gradients, offsets reaching far outside the input
+    from torchvision.ops import deform_conv2d
+
+    from det_dcn.layers.deform_conv_torch import deform_conv2d_torch
+    cin, cout, k, s, p, d, g, dg = cfg
+    torch.manual_seed(3)
+    m = DeformConv2d(cin, cout, k, s, p, d, g, dg, bias=True).double()
+    torch.nn.init.normal_(m.bias)
+    kh, kw = m.kernel_size
+    oh, ow = m.output_hw(7, 6)
+    x = torch.randn(2, cin, 7, 6, dtype=torch.float64, requires_grad=True)
+    offset = (torch.randn(2, 2 * dg * kh * kw, oh, ow, dtype=torch.float64) * 3).requires_grad_()
+    mask = torch.rand(2, dg * kh * kw, oh, ow, dtype=torch.float64, requires_grad=True) if modulated else None
+    ref = deform_conv2d(x, offset, m.weight, m.bias, m.stride, m.padding, m.dilation, mask)
+    out = deform_conv2d_torch(x, offset, mask, m.weight, m.bias, m.stride, m.padding, m.dilation)
+    torch.testing.assert_close(out, ref)
+    inputs = [x, offset, m.weight, m.bias] + ([mask] if modulated else [])
+    grad = torch.randn_like(ref)
+    for a, b in zip(torch.autograd.grad(out, inputs, grad), torch.autograd.grad(ref, inputs, grad)):
+        torch.testing.assert_close(a, b)
+
+
+def test_impl_switch(monkeypatch):
+    torch.manual_seed(0)
+    m = ModulatedDeformConv2dPack(4, 4, 3, padding=1)
+    torch.nn.init.normal_(m.conv_offset.weight, std=0.3)
+    x = torch.randn(1, 4, 6, 6)
+    out = m(x)
+    monkeypatch.setenv("DET_DCN_DEFORM_CONV_IMPL", "torchvision")
+    torch.testing.assert_close(m(x), out, rtol=1e-5, atol=1e-5)
