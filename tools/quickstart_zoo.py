@@ -10,9 +10,10 @@ measured here).
     python tools/quickstart_zoo.py --dry-run                        # print the commands only
 
 Each variant is ``python tools/train.py --config-file configs/quickstart/faster_rcnn_shapes[_<variant>].yaml
-[OUTPUT_DIR ...] [overrides]`` run as a subprocess, strictly ONE AT A TIME: concurrent runs would compete for the
-cores and distort both the AP (same number of iterations, but) and every timing. A variant may also be given as a
-path to a config file (its name is then the file name without ".yaml").
+OUTPUT_DIR ... [overrides]`` run as a subprocess in the current directory (relative paths, e.g. ./datasets, mean
+what they mean for tools/train.py run from here), strictly ONE AT A TIME: concurrent runs would compete for the cores
+and distort every timing. A variant may also be given as a path to a config file (its name is then the file name
+without ".yaml").
 
 Where the numbers come from (nothing is re-measured here):
   - box AP / AP50 / AP75: the last "bbox/AP*" record that this run appended to OUTPUT_DIR/metrics.json;
@@ -38,6 +39,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 import threading
@@ -137,12 +139,13 @@ def plan_variant(variant: dict, overrides: List[str], max_iter: Optional[int], w
     opts = list(overrides)
     if max_iter is not None:
         opts += scaled_schedule(cfg, max_iter, overrides[0::2])
-    output_dir = os.path.join(work_dir, variant["name"]) if work_dir else cfg.OUTPUT_DIR
+    output_dir = os.path.abspath(os.path.join(work_dir, variant["name"]) if work_dir else cfg.OUTPUT_DIR)
     opts += ["OUTPUT_DIR", output_dir]
     if int(cfg.SEED) < 0:
         raise ValueError(f"Variant '{variant['name']}': SEED is {cfg.SEED} in {variant['config']} (with overrides); "
                          "the zoo needs a fixed SEED >= 0 so that its numbers can be reproduced")
-    return {**variant, "opts": opts, "output_dir": os.path.abspath(output_dir), "seed": int(cfg.SEED),
+    return {**variant, "opts": opts, "output_dir": output_dir, "seed": int(cfg.SEED),
+            "test_datasets": list(cfg.DATASETS.TEST),
             "max_iter": int(max_iter if max_iter is not None else cfg.SOLVER.MAX_ITER)}
 
 
@@ -234,15 +237,15 @@ def run_variant(plan: dict, log_path: str, timeout: Optional[float], progress_pe
     metrics_path = os.path.join(plan["output_dir"], "metrics.json")
     offset = os.path.getsize(metrics_path) if os.path.isfile(metrics_path) else 0
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    row = {k: plan[k] for k in ("name", "description", "config", "output_dir", "seed", "max_iter")}
+    row = {k: plan[k] for k in ("name", "description", "config", "output_dir", "seed", "max_iter", "test_datasets")}
     row.update(log=os.path.abspath(log_path), command=cmd, status="failed", error=None)
 
     start = time.perf_counter()
     killed = threading.Event()
     with open(log_path, "w", encoding="utf-8") as log:
-        log.write("$ " + " ".join(cmd) + "\n")
+        log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                                 env=_child_env(), bufsize=1, errors="replace")
 
         def kill():
@@ -334,9 +337,10 @@ def format_report(rows: List[dict], meta: dict) -> str:
     """Table plus how it was made (command, machine, date), ready to paste into README."""
     m = meta["machine"]
     device = m["cuda"] or f"CPU ({m['cpu_count']} cores, {m['processor']})"
-    return (f"Quickstart zoo on shapes_val, measured {meta['date']} on {device}, torch {m['torch']}, "
+    datasets = sorted({d for r in rows for d in r.get("test_datasets", [])}) or ["shapes_val"]
+    return (f"Quickstart zoo on {', '.join(datasets)}, measured {meta['date']} on {device}, torch {m['torch']}, "
             f"one variant at a time:\n\n    {meta['command']}\n\n{format_table(rows)}\n\n"
-            "box AP / AP50 / AP75: COCO box AP (%) on shapes_val. train time: training loop only (no data "
+            "box AP / AP50 / AP75: COCO box AP (%). train time: training loop only (no data "
             "generation or evaluation), s/iter = train time / iterations. inference: model forward per image "
             "(batch 1, warm-up excluded). params: all parameters.\n")
 
@@ -412,10 +416,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     if args.dry_run:
         for p in plans:
-            print(" ".join([sys.executable, TRAIN_PY, "--config-file", p["config"], *p["opts"]]))
+            print(shlex.join([sys.executable, TRAIN_PY, "--config-file", p["config"], *p["opts"]]))
         return 0
 
-    meta = {"command": " ".join(["python tools/quickstart_zoo.py", *argv]),
+    meta = {"command": shlex.join(["python", "tools/quickstart_zoo.py", *argv]),
             "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
             "overrides": overrides, "max_iter": args.max_iter}
     rows: List[dict] = []
