@@ -4,7 +4,7 @@
 deform_roi_pool (with offsets that need gradients) is compared with torchvision's roi_align on the same feature map
 and RoIs; DeformConv2d / ModulatedDeformConv2dPack with conv2d of the same shape (ResNet-50 res3/res4/res5 3x3
 convs for an 800x1216 input at batch 2). Every ratio is measured in the same run, so it is comparable across
-machines. CPU peak memory is the rise of the process' peak RSS (each measurement runs in a forked child); CUDA peak
+machines. CPU runs use one thread by default (--threads). CPU peak memory is the rise of the process' peak RSS (each measurement runs in a forked child); CUDA peak
 memory is torch.cuda.max_memory_allocated above the inputs.
 
     python tools/benchmark_ops.py                    # CPU, and CUDA when present
@@ -222,7 +222,9 @@ def parse_args(argv=None):
     p.add_argument("--sampling", type=int, nargs="+", default=[0, 2])
     p.add_argument("--skip-conv", action="store_true", help="only the RoI ops")
     p.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads (default 1: torchvision's CPU RoI kernels are single-threaded, and one "
+                        "thread keeps the ratios stable on a shared machine; 0 = torch's default)")
     p.add_argument("-v", "--verbose", action="store_true", help="print each row as it is measured")
     args = p.parse_args(argv)
     if args.quick:
@@ -232,7 +234,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.threads:
+    if args.threads > 0:
         torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
