@@ -1,10 +1,11 @@
 """Fused deformable RoI pooling for CUDA: two Triton kernels (forward; backward for input and offset).
 
-One program pools one RoI for a block of channels: a [BLOCK_C, BLOCK_B] tile of (channel, bin), so each RoI's
-geometry and sample grid are scalars, the output store is contiguous along bins, and the offset gradient (a sum over
-channels) is a tile reduction plus one atomic add per channel block. Sampling rules are those of
-``deform_roi_pool_torch`` (the reference this path is tested against): torchvision's bilinear sampling, 0 outside
-[-1, H] x [-1, W], clamped onto the border inside that band. The kernels also run under ``TRITON_INTERPRET=1`` on
+One program computes a contiguous chunk of one RoI's [C, PH * PW] output (lanes = (channel, bin) pairs, like
+torchvision's roi_align threads), so the RoI's geometry and sample grid are scalars, no lane is padding except in
+the RoI's last chunk, and loads and stores are as coalesced as torchvision's. The backward adds the input gradient
+with atomics (as roi_align) and each lane's offset-gradient contribution with one atomic per direction.
+Sampling rules are those of ``deform_roi_pool_torch`` (the reference this path is tested against): torchvision's
+bilinear sampling, 0 outside [-1, H] x [-1, W], clamped onto the border inside that band. The kernels also run under ``TRITON_INTERPRET=1`` on
 CPU tensors, which is how the index arithmetic is tested without a GPU.
 """
 
@@ -14,13 +15,13 @@ import torch
 import triton
 import triton.language as tl
 
-# Elements of the (channel, bin) tile one program handles; bins are padded to a power of two.
-_TILE = 2048
+# Output elements (channel, bin) of one RoI that one program computes.
+_BLOCK = 512
 
 
 @triton.jit
 def _sample(y, x, H, W):
-    """Bilinear neighbours of one sample of every bin (y, x: vectors over bins), torchvision's rules."""
+    """Bilinear neighbours of one sample per lane (y, x: vectors over lanes), torchvision's rules."""
     dt = y.dtype
     inside = (y >= -1.0) & (y <= H) & (x >= -1.0) & (x <= W)
     yc = tl.minimum(tl.maximum(y, 0.0), (H - 1).to(dt))
@@ -38,31 +39,39 @@ def _sample(y, x, H, W):
 
 
 @triton.jit
-def _deform_roi_pool_fwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, out_ptr, C, H, W,
-                         NBINS: tl.constexpr, PW: tl.constexpr, HAS_OFFSET: tl.constexpr,
-                         BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
-    r = tl.program_id(0)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    k = tl.arange(0, BLOCK_B)
-    c_ok = c < C
-    k_ok = k < NBINS
+def _bins(geom_ptr, meta_ptr, offset_ptr, r, C, NBINS: tl.constexpr, PW: tl.constexpr, HAS_OFFSET: tl.constexpr,
+          BLOCK: tl.constexpr):
+    """Lanes of one program: a chunk of RoI r's flattened (channel, bin) output, and each lane's bin corner."""
+    idx = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    ok = idx < C * NBINS
+    c = idx // NBINS
+    k = idx % NBINS
     # geom: x_start, y_start, bin_w, bin_h, gamma * roi_w, gamma * roi_h; meta: batch, grid_h, grid_w
-    x_start = tl.load(geom_ptr + r * 6)
-    y_start = tl.load(geom_ptr + r * 6 + 1)
-    bin_w = tl.load(geom_ptr + r * 6 + 2)
-    bin_h = tl.load(geom_ptr + r * 6 + 3)
+    g = geom_ptr + r * 6
+    bin_w = tl.load(g + 2)
+    bin_h = tl.load(g + 3)
+    dt = bin_w.dtype
+    bx = tl.load(g) + (k % PW).to(dt) * bin_w
+    by = tl.load(g + 1) + (k // PW).to(dt) * bin_h
+    if HAS_OFFSET:
+        off = offset_ptr + r.to(tl.int64) * 2 * NBINS
+        bx += tl.load(g + 4) * tl.load(off + k, mask=ok, other=0.0)
+        by += tl.load(g + 5) * tl.load(off + NBINS + k, mask=ok, other=0.0)
     batch = tl.load(meta_ptr + r * 3).to(tl.int64)
     gh = tl.load(meta_ptr + r * 3 + 1)
     gw = tl.load(meta_ptr + r * 3 + 2)
-    dt = x_start.dtype
-    bx = x_start + (k % PW).to(dt) * bin_w
-    by = y_start + (k // PW).to(dt) * bin_h
-    if HAS_OFFSET:
-        off = offset_ptr + r.to(tl.int64) * 2 * NBINS
-        bx += tl.load(geom_ptr + r * 6 + 4) * tl.load(off + k, mask=k_ok, other=0.0)
-        by += tl.load(geom_ptr + r * 6 + 5) * tl.load(off + NBINS + k, mask=k_ok, other=0.0)
-    plane = input_ptr + (batch * C + c.to(tl.int64))[:, None] * H * W  # [BLOCK_C, 1]
-    acc = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
+    return idx, ok, c, k, bx, by, bin_w, bin_h, batch, gh, gw
+
+
+@triton.jit
+def _deform_roi_pool_fwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, out_ptr, C, H, W,
+                         NBINS: tl.constexpr, PW: tl.constexpr, HAS_OFFSET: tl.constexpr, BLOCK: tl.constexpr):
+    r = tl.program_id(0)
+    idx, ok, c, k, bx, by, bin_w, bin_h, batch, gh, gw = _bins(geom_ptr, meta_ptr, offset_ptr, r, C, NBINS, PW,
+                                                               HAS_OFFSET, BLOCK)
+    dt = bin_w.dtype
+    plane = input_ptr + (batch * C + c.to(tl.int64)) * H * W
+    acc = tl.zeros([BLOCK], dtype=dt)
     # float sample counters (i + 0.5) carried through the loops, in the geometry's dtype
     fy = tl.zeros_like(bin_h) + 0.5
     for iy in range(0, gh):
@@ -71,56 +80,36 @@ def _deform_roi_pool_fwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, out_ptr, C, 
         for ix in range(0, gw):
             x = bx + fx / gw.to(dt) * bin_w
             inside, y_low, y_high, x_low, x_high, ly, lx, dy_ok, dx_ok = _sample(y, x, H, W)
-            m = c_ok[:, None] & (k_ok & inside)[None, :]
+            m = ok & inside
             hy = 1.0 - ly
             hx = 1.0 - lx
-            v1 = tl.load(plane + (y_low * W + x_low)[None, :], mask=m, other=0.0)
-            v2 = tl.load(plane + (y_low * W + x_high)[None, :], mask=m, other=0.0)
-            v3 = tl.load(plane + (y_high * W + x_low)[None, :], mask=m, other=0.0)
-            v4 = tl.load(plane + (y_high * W + x_high)[None, :], mask=m, other=0.0)
-            acc += ((hy * hx)[None, :] * v1 + (hy * lx)[None, :] * v2 + (ly * hx)[None, :] * v3
-                    + (ly * lx)[None, :] * v4)
+            v1 = tl.load(plane + y_low * W + x_low, mask=m, other=0.0)
+            v2 = tl.load(plane + y_low * W + x_high, mask=m, other=0.0)
+            v3 = tl.load(plane + y_high * W + x_low, mask=m, other=0.0)
+            v4 = tl.load(plane + y_high * W + x_high, mask=m, other=0.0)
+            acc += hy * hx * v1 + hy * lx * v2 + ly * hx * v3 + ly * lx * v4
             fx += 1.0
         fy += 1.0
     count = tl.maximum(gh * gw, 1).to(dt)
-    out = out_ptr + (r.to(tl.int64) * C + c.to(tl.int64))[:, None] * NBINS + k[None, :]
-    tl.store(out, acc / count, mask=c_ok[:, None] & k_ok[None, :])
+    tl.store(out_ptr + r.to(tl.int64) * C * NBINS + idx, acc / count, mask=ok)
 
 
 @triton.jit
 def _deform_roi_pool_bwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, grad_out_ptr, grad_input_ptr,
                          grad_offset_ptr, C, H, W, NBINS: tl.constexpr, PW: tl.constexpr,
                          HAS_OFFSET: tl.constexpr, INPUT_GRAD: tl.constexpr, OFFSET_GRAD: tl.constexpr,
-                         BLOCK_C: tl.constexpr, BLOCK_B: tl.constexpr):
+                         BLOCK: tl.constexpr):
     r = tl.program_id(0)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    k = tl.arange(0, BLOCK_B)
-    c_ok = c < C
-    k_ok = k < NBINS
-    x_start = tl.load(geom_ptr + r * 6)
-    y_start = tl.load(geom_ptr + r * 6 + 1)
-    bin_w = tl.load(geom_ptr + r * 6 + 2)
-    bin_h = tl.load(geom_ptr + r * 6 + 3)
-    batch = tl.load(meta_ptr + r * 3).to(tl.int64)
-    gh = tl.load(meta_ptr + r * 3 + 1)
-    gw = tl.load(meta_ptr + r * 3 + 2)
-    dt = x_start.dtype
-    bx = x_start + (k % PW).to(dt) * bin_w
-    by = y_start + (k // PW).to(dt) * bin_h
-    off = offset_ptr + r.to(tl.int64) * 2 * NBINS
-    if HAS_OFFSET:
-        bx += tl.load(geom_ptr + r * 6 + 4) * tl.load(off + k, mask=k_ok, other=0.0)
-        by += tl.load(geom_ptr + r * 6 + 5) * tl.load(off + NBINS + k, mask=k_ok, other=0.0)
+    idx, ok, c, k, bx, by, bin_w, bin_h, batch, gh, gw = _bins(geom_ptr, meta_ptr, offset_ptr, r, C, NBINS, PW,
+                                                               HAS_OFFSET, BLOCK)
+    dt = bin_w.dtype
     count = tl.maximum(gh * gw, 1).to(dt)
-    tile_ok = c_ok[:, None] & k_ok[None, :]
-    g = tl.load(grad_out_ptr + (r.to(tl.int64) * C + c.to(tl.int64))[:, None] * NBINS + k[None, :],
-                mask=tile_ok, other=0.0) / count
-    rows = (batch * C + c.to(tl.int64))[:, None] * H * W  # [BLOCK_C, 1]
+    g = tl.load(grad_out_ptr + r.to(tl.int64) * C * NBINS + idx, mask=ok, other=0.0) / count
+    rows = (batch * C + c.to(tl.int64)) * H * W
     plane = input_ptr + rows
     grad_plane = grad_input_ptr + rows
-    acc_dx = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
-    acc_dy = tl.zeros([BLOCK_C, BLOCK_B], dtype=dt)
-    # float sample counters (i + 0.5) carried through the loops, in the geometry's dtype
+    acc_dx = tl.zeros([BLOCK], dtype=dt)
+    acc_dy = tl.zeros([BLOCK], dtype=dt)
     fy = tl.zeros_like(bin_h) + 0.5
     for iy in range(0, gh):
         y = by + fy / gh.to(dt) * bin_h
@@ -128,33 +117,32 @@ def _deform_roi_pool_bwd(input_ptr, geom_ptr, meta_ptr, offset_ptr, grad_out_ptr
         for ix in range(0, gw):
             x = bx + fx / gw.to(dt) * bin_w
             inside, y_low, y_high, x_low, x_high, ly, lx, dy_ok, dx_ok = _sample(y, x, H, W)
-            m = c_ok[:, None] & (k_ok & inside)[None, :]
+            m = ok & inside
             hy = 1.0 - ly
             hx = 1.0 - lx
-            p1 = (y_low * W + x_low)[None, :]
-            p2 = (y_low * W + x_high)[None, :]
-            p3 = (y_high * W + x_low)[None, :]
-            p4 = (y_high * W + x_high)[None, :]
+            p1 = y_low * W + x_low
+            p2 = y_low * W + x_high
+            p3 = y_high * W + x_low
+            p4 = y_high * W + x_high
             if INPUT_GRAD:
-                tl.atomic_add(grad_plane + p1, g * (hy * hx)[None, :], mask=m)
-                tl.atomic_add(grad_plane + p2, g * (hy * lx)[None, :], mask=m)
-                tl.atomic_add(grad_plane + p3, g * (ly * hx)[None, :], mask=m)
-                tl.atomic_add(grad_plane + p4, g * (ly * lx)[None, :], mask=m)
+                tl.atomic_add(grad_plane + p1, g * hy * hx, mask=m)
+                tl.atomic_add(grad_plane + p2, g * hy * lx, mask=m)
+                tl.atomic_add(grad_plane + p3, g * ly * hx, mask=m)
+                tl.atomic_add(grad_plane + p4, g * ly * lx, mask=m)
             if OFFSET_GRAD:
                 v1 = tl.load(plane + p1, mask=m, other=0.0)
                 v2 = tl.load(plane + p2, mask=m, other=0.0)
                 v3 = tl.load(plane + p3, mask=m, other=0.0)
                 v4 = tl.load(plane + p4, mask=m, other=0.0)
-                d_dx = hy[None, :] * (v2 - v1) + ly[None, :] * (v4 - v3)
-                d_dy = hx[None, :] * (v3 - v1) + lx[None, :] * (v4 - v2)
-                acc_dx += tl.where(dx_ok[None, :], g * d_dx, 0.0)
-                acc_dy += tl.where(dy_ok[None, :], g * d_dy, 0.0)
+                acc_dx += tl.where(dx_ok, g * (hy * (v2 - v1) + ly * (v4 - v3)), 0.0)
+                acc_dy += tl.where(dy_ok, g * (hx * (v3 - v1) + lx * (v4 - v2)), 0.0)
             fx += 1.0
         fy += 1.0
     if OFFSET_GRAD:
+        # one atomic per (channel, bin): lanes of a warp hit distinct bins, the channels add up across warps
         goff = grad_offset_ptr + r.to(tl.int64) * 2 * NBINS
-        tl.atomic_add(goff + k, tl.sum(acc_dx, axis=0) * tl.load(geom_ptr + r * 6 + 4), mask=k_ok)
-        tl.atomic_add(goff + NBINS + k, tl.sum(acc_dy, axis=0) * tl.load(geom_ptr + r * 6 + 5), mask=k_ok)
+        tl.atomic_add(goff + k, acc_dx * tl.load(geom_ptr + r * 6 + 4), mask=ok)
+        tl.atomic_add(goff + NBINS + k, acc_dy * tl.load(geom_ptr + r * 6 + 5), mask=ok)
 
 
 def _geometry(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int,
@@ -179,10 +167,8 @@ def _geometry(rois: torch.Tensor, output_size: Tuple[int, int], spatial_scale: f
     return geom.contiguous(), meta.contiguous()
 
 
-def _blocks(channels: int, bins: int):
-    block_b = triton.next_power_of_2(bins)
-    block_c = min(triton.next_power_of_2(channels), max(1, _TILE // block_b))
-    return block_c, block_b
+def _block(channels: int, bins: int) -> int:
+    return min(_BLOCK, triton.next_power_of_2(channels * bins))
 
 
 class _DeformRoIPoolFunction(torch.autograd.Function):
@@ -194,11 +180,11 @@ class _DeformRoIPoolFunction(torch.autograd.Function):
         n, c, h, w = input.shape
         num_rois, bins = rois.shape[0], output_size[0] * output_size[1]
         out = input.new_empty(num_rois, c, *output_size)
-        block_c, block_b = _blocks(c, bins)
+        block = _block(c, bins)
         if num_rois > 0 and c > 0:
-            _deform_roi_pool_fwd[(num_rois, triton.cdiv(c, block_c))](
+            _deform_roi_pool_fwd[(num_rois, triton.cdiv(c * bins, block))](
                 input, geom, meta, input if offset is None else offset, out, c, h, w,
-                NBINS=bins, PW=output_size[1], HAS_OFFSET=offset is not None, BLOCK_C=block_c, BLOCK_B=block_b)
+                NBINS=bins, PW=output_size[1], HAS_OFFSET=offset is not None, BLOCK=block)
         ctx.save_for_backward(input, geom, meta, offset)
         ctx.output_size = output_size
         return out
@@ -212,13 +198,13 @@ class _DeformRoIPoolFunction(torch.autograd.Function):
         want_offset = offset is not None and ctx.needs_input_grad[2]
         grad_input = torch.zeros_like(input) if want_input else None
         grad_offset = torch.zeros_like(offset) if want_offset else None
-        block_c, block_b = _blocks(c, bins)
+        block = _block(c, bins)
         if num_rois > 0 and c > 0 and (want_input or want_offset):
-            _deform_roi_pool_bwd[(num_rois, triton.cdiv(c, block_c))](
+            _deform_roi_pool_bwd[(num_rois, triton.cdiv(c * bins, block))](
                 input, geom, meta, input if offset is None else offset, grad_out.contiguous(),
                 input if grad_input is None else grad_input, input if grad_offset is None else grad_offset,
                 c, h, w, NBINS=bins, PW=ctx.output_size[1], HAS_OFFSET=offset is not None,
-                INPUT_GRAD=want_input, OFFSET_GRAD=want_offset, BLOCK_C=block_c, BLOCK_B=block_b)
+                INPUT_GRAD=want_input, OFFSET_GRAD=want_offset, BLOCK=block)
         return grad_input, None, grad_offset, None, None, None, None
 
 

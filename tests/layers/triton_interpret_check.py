@@ -46,7 +46,7 @@ def main():
         (torch.float64, 5, (3, 2), 0, True, 6, 0),
         (torch.float64, 3, (2, 3), 2, True, 5, 1),
         (torch.float64, 4, (3, 3), 0, False, 4, 2),
-        (torch.float32, 70, (2, 2), 0, True, 3, 3),  # more channels than one block
+        (torch.float32, 70, (3, 3), 0, True, 3, 3),  # 630 outputs per RoI: two programs per RoI
         (torch.float32, 3, (3, 2), 1, True, 0, 4),  # no RoIs
     ]
     for c in cases:
