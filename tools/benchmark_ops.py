@@ -4,8 +4,8 @@
 deform_roi_pool (with offsets that need gradients) is compared with torchvision's roi_align on the same feature map
 and RoIs; DeformConv2d / ModulatedDeformConv2dPack with conv2d of the same shape (ResNet-50 res3/res4/res5 3x3
 convs for an 800x1216 input at batch 2). Every ratio is measured in the same run, so it is comparable across
-machines. CPU runs use one thread by default (--threads). CPU peak memory is the rise of the process' peak RSS (each measurement runs in a forked child); CUDA peak
-memory is torch.cuda.max_memory_allocated above the inputs.
+machines. CPU runs use one thread by default (--threads). CPU peak memory is the rise of the process' peak RSS
+(each measurement runs in a forked child); CUDA peak memory is torch.cuda.max_memory_allocated above the inputs.
 
     python tools/benchmark_ops.py                    # CPU, and CUDA when present
     python tools/benchmark_ops.py --device cuda --repeats 20
@@ -211,7 +211,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                    help="all = CPU, plus CUDA when available")
-    p.add_argument("--repeats", type=int, default=None, help="timed runs per op (default: 2 on CPU (1 for the convs), 10 on CUDA)")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per op (default: 2 on CPU (1 for the convs), 10 on CUDA)")
     p.add_argument("--warmup", type=int, default=None, help="untimed runs first (default: 1 on CPU, 3 on CUDA)")
     p.add_argument("--rois", type=int, default=1024)
     p.add_argument("--channels", type=int, default=256)

@@ -161,7 +161,8 @@ def check_autocast(name, fn, make_inputs, module_factory=None):
         grads = torch.autograd.grad(out.float().sum(), leaves)
         err = (out.float() - ref).abs().max().item() / max(ref.abs().max().item(), 1e-3)
         ok = torch.isfinite(out).all().item() and all(torch.isfinite(g).all().item() for g in grads) and err < 2e-2
-        report(f"{name} {'fp16' if DEV == 'cuda' else 'bf16'} autocast", ok, f"dtype {out.dtype}, max rel err {err:.1e}")
+        kind = "fp16" if DEV == "cuda" else "bf16"
+        report(f"{name} {kind} autocast", ok, f"dtype {out.dtype}, max rel err {err:.1e}")
     except Exception:  # noqa: BLE001
         traceback.print_exc()
         report(f"{name} fp16 autocast", False, "exception")

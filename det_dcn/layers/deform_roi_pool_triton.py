@@ -5,8 +5,8 @@ torchvision's roi_align threads), so the RoI's geometry and sample grid are scal
 the RoI's last chunk, and loads and stores are as coalesced as torchvision's. The backward adds the input gradient
 with atomics (as roi_align) and each lane's offset-gradient contribution with one atomic per direction.
 Sampling rules are those of ``deform_roi_pool_torch`` (the reference this path is tested against): torchvision's
-bilinear sampling, 0 outside [-1, H] x [-1, W], clamped onto the border inside that band. The kernels also run under ``TRITON_INTERPRET=1`` on
-CPU tensors, which is how the index arithmetic is tested without a GPU.
+bilinear sampling, 0 outside [-1, H] x [-1, W], clamped onto the border inside that band. The kernels also run
+under ``TRITON_INTERPRET=1`` on CPU tensors, which is how the index arithmetic is tested without a GPU.
 """
 
 from typing import Optional, Tuple

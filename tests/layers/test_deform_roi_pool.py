@@ -51,7 +51,8 @@ def test_offsets_match_naive_reference(sampling_ratio):
 
 
 def test_border_band_samples():
-    # Bins placed exactly on the band: centre samples at -1 / (3, 2.5) are clamped onto the border, -1.5 / (4.1, 3.1) dropped.
+    # Bins placed on the band: centre samples at -1 / (3, 2.5) are clamped onto the border, -1.5 / (4.1, 3.1)
+    # are dropped.
     x = torch.arange(12, dtype=torch.float64).view(1, 1, 3, 4) + 1
     rois = torch.tensor([[0, -1.0, -1.0, 0.0, 0.0], [0, -1.5, -1.5, -0.5, -0.5],
                          [0, 3.5, 2.5, 4.5, 3.5], [0, 4.6, 3.6, 5.6, 4.6]], dtype=torch.float64)
