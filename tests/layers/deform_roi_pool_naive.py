@@ -3,8 +3,6 @@ written from mmcv's description (not from det_dcn's code). Tiny inputs only."""
 
 import math
 
-import torch
-
 
 def _bilinear(feat, y, x):
     """feat [C, H, W]; torchvision/mmcv rules: 0 outside [-1, H] x [-1, W], clamped onto the border inside."""
