@@ -261,7 +261,7 @@ def main(argv=None):
     if FAILURES:
         print("FAILED: " + "; ".join(FAILURES), file=sys.stderr)
         return 1
-    print(f"all CUDA checks passed ({time.time() - t0:.0f} s)")
+    print(f"all {DEV} checks passed ({time.time() - t0:.0f} s)")
     return 0
 
 
