@@ -65,8 +65,9 @@ class BasicBlock(CNNBlockBase):
         """x: [N, C_in, H, W] -> [N, C_out, H / stride, W / stride]."""
         out = F.relu_(self.conv1(x))
         out = self.conv2(out)
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        # In place: nothing saved for backward is the conv/norm output itself (autograd would raise if it were).
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -96,8 +97,8 @@ class BottleneckBlock(CNNBlockBase):
         out = F.relu_(self.conv1(x))
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
-        shortcut = x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out + shortcut)
+        out += x if self.shortcut is None else self.shortcut(x)
+        return F.relu_(out)
 
 
 class BasicStem(CNNBlockBase):

@@ -106,3 +106,16 @@ def test_freeze_covers_offset_branch():
     model = build_backbone(cfg)
     assert not any(p.requires_grad for p in model.res3.parameters())
     assert model.res4[0].conv2.conv_offset.weight.requires_grad
+
+
+@pytest.mark.parametrize("norm", ["", "GN", "FrozenBN"])
+@pytest.mark.parametrize("depth", [18, 50])
+def test_backward_with_every_norm(norm, depth):
+    """The blocks add the shortcut in place; autograd must accept that for every norm and for DCN outputs."""
+    cfg = small_cfg(depth, NORM=norm, DEFORM_ON_PER_STAGE=[True, True, True, True], DEFORM_MODULATED=depth == 50,
+                    STEM_OUT_CHANNELS=32, RES2_OUT_CHANNELS=32 if depth == 18 else 64, WIDTH_PER_GROUP=32)
+    model = build_backbone(cfg).train()
+    x = torch.randn(2, 3, 32, 32, requires_grad=True)
+    sum(v.square().mean() for v in model(x).values()).backward()
+    assert x.grad is not None
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
