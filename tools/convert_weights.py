@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Convert a torchvision checkpoint into one det_dcn loads.
 
-    python tools/convert_weights.py torchvision IN.pth OUT.pth [--config CFG.yaml]
+    python tools/convert_weights.py torchvision IN.pth OUT.pth [--config CFG.yaml] [--coco-80]
 
 IN.pth is a torchvision ``fasterrcnn_resnet50_fpn`` state dict (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth,
 for configs/torchvision/faster_rcnn_R_50_FPN.yaml) or a torchvision ImageNet ResNet state dict (e.g.
@@ -10,6 +10,11 @@ written atomically (a temporary file in the same folder, then renamed), so an in
 truncated checkpoint. Keys without a det_dcn counterpart (e.g. the ImageNet classifier ``fc.*``) are reported.
 With --config, the result is also loaded into the model that config builds, and missing / unexpected /
 shape-mismatched keys are reported.
+
+--coco-80 keeps, of torchvision's 91-class COCO head (background + category ids 1..90), only the 80 category
+ids that COCO 2017 annotates, in increasing id order, as det_dcn's COCO loader numbers them: evaluate with
+MODEL.ROI_HEADS.NUM_CLASSES 80 (--config then checks against that class count too). Without it the head has 90
+classes (det_dcn class c = category id c + 1), whose class ids do not match the coco_2017_* datasets.
 """
 
 import argparse
@@ -66,14 +71,20 @@ def atomic_save(obj, path: str) -> None:
         raise
 
 
-def check_against_config(state: Dict[str, torch.Tensor], config: str) -> List[str]:
-    """Lines reporting how ``state`` fits the model ``config`` builds (missing / unexpected / shape mismatch)."""
+def check_against_config(state: Dict[str, torch.Tensor], config: str, num_classes: Optional[int] = None) -> List[str]:
+    """Lines reporting how ``state`` fits the model ``config`` builds (missing / unexpected / shape mismatch).
+
+    ``num_classes`` overrides the config's MODEL.ROI_HEADS.NUM_CLASSES (as the user would on the command line).
+    """
     from det_dcn.config import get_cfg
     from det_dcn.modeling import build_model
 
     cfg = get_cfg()
     cfg.merge_from_file(config)
     cfg.MODEL.DEVICE = "cpu"
+    if num_classes is not None:
+        cfg.MODEL.ROI_HEADS.NUM_CLASSES = num_classes
+        config = f"{config} with MODEL.ROI_HEADS.NUM_CLASSES {num_classes}"
     model_state = build_model(cfg).state_dict()
     missing = sorted(k for k in model_state if k not in state)
     unexpected = sorted(k for k in state if k not in model_state)
@@ -92,18 +103,23 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("input", help="torchvision state dict (.pth)")
     parser.add_argument("output", help="det_dcn checkpoint to write")
     parser.add_argument("--config", help="also check the result against the model this config builds")
+    parser.add_argument("--coco-80", action="store_true",
+                        help="keep only the 80 COCO 2017 category ids of a 91-class torchvision COCO head "
+                             "(use with MODEL.ROI_HEADS.NUM_CLASSES 80)")
     args = parser.parse_args(argv)
     try:
         state = load_state_dict(args.input)
         try:
-            converted, unmatched, kind = convert_torchvision(state)
+            converted, unmatched, kind = convert_torchvision(state, coco80=args.coco_80)
         except ValueError as e:
             raise ConversionError(f"Input checkpoint '{args.input}': {e}") from e
+        if args.coco_80:
+            kind += " (COCO 2017 80 classes)"
         report = [f"{args.input}: torchvision {kind}, {len(converted)} tensors converted, "
                   f"{len(unmatched)} keys without a det_dcn counterpart"]
         report += [f"  unmatched: {k}" for k in unmatched]
         if args.config:
-            report += check_against_config(converted, args.config)
+            report += check_against_config(converted, args.config, num_classes=80 if args.coco_80 else None)
         atomic_save({"model": converted, "__converted_from__": f"torchvision {kind}"}, args.output)
     except ConversionError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -9,14 +9,16 @@ Two sources are understood:
   ``inner_blocks`` / ``layer_blocks`` -> ``fpn_lateral<k>`` / ``fpn_output<k>``, the RPN head and the box head
   renamed, and the 91-way predictor re-ordered: torchvision's class 0 is background and classes 1..90 are
   foreground, det_dcn's foreground classes are 0..89 and background is the last index; the class-specific box
-  regressor drops torchvision's 4 background rows.
+  regressor drops torchvision's 4 background rows. With ``coco80=True`` only the rows of the 80 category ids
+  that COCO 2017 annotates (``COCO_2017_CATEGORY_IDS``) are kept, in increasing id order, so det_dcn class c is
+  the c-th used id, as det_dcn's COCO loader numbers them (evaluate with MODEL.ROI_HEADS.NUM_CLASSES 80).
 
 BatchNorm ``num_batches_tracked`` counters are dropped (det_dcn's frozen norms have none). Every other key
 without a counterpart is returned in the "unmatched" list, so callers can report it.
 """
 
 import re
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -99,12 +101,53 @@ def move_background_last(cls_score: torch.Tensor) -> torch.Tensor:
     return torch.cat([cls_score[1:], cls_score[:1]], dim=0)
 
 
-def convert_torchvision_faster_rcnn(state: StateDict) -> Tuple[StateDict, List[str]]:
+# The 80 category ids that COCO 2017 annotates (1..90 with 10 gaps); det_dcn's COCO loader numbers them 0..79.
+COCO_2017_CATEGORY_IDS = (list(range(1, 12)) + list(range(13, 26)) + [27, 28] + list(range(31, 45))
+                          + list(range(46, 66)) + [67, 70] + list(range(72, 83)) + list(range(84, 91)))
+_PREDICTOR = "roi_heads.box_predictor."
+
+
+def keep_torchvision_classes(state: StateDict, category_ids: Sequence[int],
+                             expected_num_classes: Optional[int] = None) -> StateDict:
+    """Copy of a torchvision detector state dict whose predictor keeps background + ``category_ids`` only.
+
+    cls_score rows [K, D] / [K] (row 0 background, row k = torchvision label k) become rows [0, *category_ids];
+    bbox_pred rows [4K, D] / [4K] keep rows 0..3 and 4k..4k+3 for each k, in the order given. The result is
+    still in torchvision layout (background first), ready for ``convert_torchvision_faster_rcnn``.
+    ``expected_num_classes``: K the head must have (background included), else ValueError.
+    """
+    keys = [f"{_PREDICTOR}{m}.{leaf}" for m in ("cls_score", "bbox_pred") for leaf in ("weight", "bias")]
+    absent = [k for k in keys if k not in state]
+    if absent:
+        raise ValueError(f"Cannot select predictor classes: the state dict lacks {absent}")
+    num = state[keys[0]].shape[0]
+    if expected_num_classes is not None and num != expected_num_classes:
+        raise ValueError(f"roi_heads.box_predictor.cls_score has {num} classes (background included); expected "
+                         f"{expected_num_classes} (torchvision's COCO head: background + category ids 1..90)")
+    if state[keys[2]].shape[0] != 4 * num:
+        raise ValueError(f"roi_heads.box_predictor.bbox_pred has {state[keys[2]].shape[0]} rows; expected 4 per "
+                         f"class = {4 * num} (class-specific regression)")
+    ids = list(category_ids)
+    if ids != sorted(set(ids)) or not ids or ids[0] < 1 or ids[-1] >= num:
+        raise ValueError(f"category_ids must be increasing, unique and in [1, {num - 1}]; got {ids}")
+    cls_rows = torch.tensor([0] + ids)
+    box_rows = (cls_rows[:, None] * 4 + torch.arange(4)).flatten()
+    out = dict(state)
+    for leaf in ("weight", "bias"):
+        out[f"{_PREDICTOR}cls_score.{leaf}"] = state[f"{_PREDICTOR}cls_score.{leaf}"][cls_rows]
+        out[f"{_PREDICTOR}bbox_pred.{leaf}"] = state[f"{_PREDICTOR}bbox_pred.{leaf}"][box_rows]
+    return out
+
+
+def convert_torchvision_faster_rcnn(state: StateDict, coco80: bool = False) -> Tuple[StateDict, List[str]]:
     """torchvision fasterrcnn_resnet50_fpn state dict -> (det_dcn GeneralizedRCNN state dict, unmatched keys).
 
     The result has NUM_CLASSES = (torchvision classes - 1) foreground classes: torchvision class c >= 1 is
-    det_dcn class c - 1.
+    det_dcn class c - 1. With ``coco80`` the 91-class COCO head (ValueError otherwise) keeps only the
+    ``COCO_2017_CATEGORY_IDS``: NUM_CLASSES 80, det_dcn class c = ``COCO_2017_CATEGORY_IDS[c]``.
     """
+    if coco80:
+        state = keep_torchvision_classes(state, COCO_2017_CATEGORY_IDS, expected_num_classes=91)
     out, unmatched = _convert(state, _detector_key)
     for leaf in ("weight", "bias"):
         key = f"roi_heads.box_predictor.cls_score.{leaf}"
@@ -127,14 +170,17 @@ def detect_torchvision_kind(state: StateDict) -> str:
                      f"'layer1.0.conv1.weight' or 'backbone.body.*' / 'rpn.head.*'; first keys are {sample}")
 
 
-def convert_torchvision(state: StateDict) -> Tuple[StateDict, List[str], str]:
+def convert_torchvision(state: StateDict, coco80: bool = False) -> Tuple[StateDict, List[str], str]:
     """Convert either kind of torchvision checkpoint for loading into a det_dcn detector.
 
     Returns (state dict, unmatched keys, kind); ResNet keys get the ``backbone.bottom_up.`` prefix.
+    ``coco80``: see ``convert_torchvision_faster_rcnn``; ValueError for a ResNet (it has no class head).
     """
     kind = detect_torchvision_kind(state)
     if kind == "faster_rcnn":
-        out, unmatched = convert_torchvision_faster_rcnn(state)
+        out, unmatched = convert_torchvision_faster_rcnn(state, coco80=coco80)
+    elif coco80:
+        raise ValueError("coco80 applies to a Faster R-CNN checkpoint; this is a torchvision ResNet (no class head)")
     else:
         out, unmatched = convert_torchvision_resnet(state, prefix="backbone.bottom_up.")
     return out, unmatched, kind

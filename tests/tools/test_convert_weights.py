@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from det_dcn.checkpoint.convert import (
-    convert_torchvision, convert_torchvision_faster_rcnn, convert_torchvision_resnet, move_background_last,
+    COCO_2017_CATEGORY_IDS, convert_torchvision, convert_torchvision_faster_rcnn, convert_torchvision_resnet,
+    move_background_last,
 )
 
 REPO = os.path.join(os.path.dirname(__file__), "..", "..")
@@ -172,3 +173,103 @@ def test_cli_runs_as_a_script(tmp_path):
                            str(good), str(dst)], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "torchvision faster_rcnn" in proc.stdout and "unmatched: some.other.key" in proc.stdout
+
+
+def _coco_predictor_state(dim=3):
+    """Detector state with torchvision's 91-class COCO predictor; row k (class k) holds values k / 4k + j."""
+    state = _tiny_detector_state()
+    state["roi_heads.box_predictor.cls_score.weight"] = torch.arange(91.0)[:, None] + torch.zeros(1, dim)
+    state["roi_heads.box_predictor.cls_score.bias"] = torch.arange(91.0) + 0.5
+    state["roi_heads.box_predictor.bbox_pred.weight"] = torch.arange(364.0)[:, None] + torch.zeros(1, dim)
+    state["roi_heads.box_predictor.bbox_pred.bias"] = torch.arange(364.0) + 0.5
+    return state
+
+
+def test_coco_2017_category_ids_match_the_dataset_catalog():
+    from det_dcn.data.builtin import COCO_CATEGORIES
+
+    assert COCO_2017_CATEGORY_IDS == [cid for cid, _ in COCO_CATEGORIES]
+    assert len(COCO_2017_CATEGORY_IDS) == 80
+
+
+def test_coco80_keeps_the_used_category_rows():
+    state = _coco_predictor_state()
+    full, _ = convert_torchvision_faster_rcnn(state)
+    assert full["roi_heads.box_predictor.cls_score.weight"].shape == (91, 3)
+    assert full["roi_heads.box_predictor.bbox_pred.weight"].shape == (360, 3)
+
+    out, unmatched = convert_torchvision_faster_rcnn(state, coco80=True)
+    assert unmatched == ["some.other.key"]
+    cls_w, cls_b = out["roi_heads.box_predictor.cls_score.weight"], out["roi_heads.box_predictor.cls_score.bias"]
+    box_w, box_b = out["roi_heads.box_predictor.bbox_pred.weight"], out["roi_heads.box_predictor.bbox_pred.bias"]
+    assert cls_w.shape == (81, 3) and cls_b.shape == (81,) and box_w.shape == (320, 3) and box_b.shape == (320,)
+    tv = {k: v for k, v in state.items() if k.startswith("roi_heads.box_predictor.")}
+    for c, cid in enumerate(COCO_2017_CATEGORY_IDS):  # det_dcn class c <- torchvision label (category id) cid
+        assert torch.equal(cls_w[c], tv["roi_heads.box_predictor.cls_score.weight"][cid])
+        assert torch.equal(cls_b[c], tv["roi_heads.box_predictor.cls_score.bias"][cid])
+        assert torch.equal(box_w[4 * c:4 * c + 4], tv["roi_heads.box_predictor.bbox_pred.weight"][4 * cid:4 * cid + 4])
+        assert torch.equal(box_b[4 * c:4 * c + 4], tv["roi_heads.box_predictor.bbox_pred.bias"][4 * cid:4 * cid + 4])
+    # Background last; unused ids (e.g. 12, 26) are gone.
+    assert cls_b[80].item() == 0.5 and cls_w[80, 0].item() == 0.0
+    assert 12.5 not in cls_b.tolist() and 26.5 not in cls_b.tolist()
+    # The rest of the state dict is converted as without the option; the input is not modified.
+    assert torch.equal(out["backbone.fpn_lateral2.weight"], full["backbone.fpn_lateral2.weight"])
+    assert state["roi_heads.box_predictor.cls_score.weight"].shape == (91, 3)
+
+
+def test_coco80_rejects_other_heads():
+    with pytest.raises(ValueError, match="has 4 classes.*expected 91"):
+        convert_torchvision_faster_rcnn(_tiny_detector_state(), coco80=True)
+    import torchvision
+
+    with pytest.raises(ValueError, match="coco80 applies to a Faster R-CNN"):
+        convert_torchvision(torchvision.models.resnet18(weights=None).state_dict(), coco80=True)
+    state = _coco_predictor_state()
+    del state["roi_heads.box_predictor.bbox_pred.bias"]
+    with pytest.raises(ValueError, match="lacks.*bbox_pred.bias"):
+        convert_torchvision_faster_rcnn(state, coco80=True)
+
+
+def test_cli_coco80_rejects_a_non_coco_head(tmp_path, capsys):
+    src = tmp_path / "tiny.pth"
+    torch.save(_tiny_detector_state(), src)
+    assert convert_weights.main(["torchvision", str(src), str(tmp_path / "o.pth"), "--coco-80"]) == 2
+    err = capsys.readouterr().err
+    assert "tiny.pth" in err and "expected 91" in err
+    assert not (tmp_path / "o.pth").exists()
+
+
+def test_cli_coco80_torchvision_detector_loads_into_80_class_model(tmp_path, capsys):
+    """A real (randomly initialised) torchvision fasterrcnn_resnet50_fpn converted with --coco-80 fits the
+    configs/torchvision model with NUM_CLASSES 80 exactly (no forward: only the build and the load)."""
+    import torchvision
+
+    from det_dcn.checkpoint import DetectionCheckpointer
+    from det_dcn.config import get_cfg
+    from det_dcn.modeling import build_model
+
+    tv_state = torchvision.models.detection.fasterrcnn_resnet50_fpn(weights=None, weights_backbone=None).state_dict()
+    src, dst = tmp_path / "tv_frcnn.pth", tmp_path / "det_dcn_frcnn80.pth"
+    torch.save(tv_state, src)
+    config = os.path.join(REPO, "configs", "torchvision", "faster_rcnn_R_50_FPN.yaml")
+    assert convert_weights.main(["torchvision", str(src), str(dst), "--coco-80", "--config", config]) == 0
+    out = capsys.readouterr().out
+    assert "COCO 2017 80 classes" in out and "0 keys without a det_dcn counterpart" in out
+    assert "with MODEL.ROI_HEADS.NUM_CLASSES 80: 0 missing, 0 unexpected, 0 shape-mismatched keys" in out
+
+    cfg = get_cfg()
+    cfg.merge_from_file(config)
+    cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.ROI_HEADS.NUM_CLASSES = 80
+    model = build_model(cfg)
+    ckpt = torch.load(dst, weights_only=True)
+    assert set(ckpt["model"]) == set(model.state_dict())
+    model.load_state_dict(ckpt["model"], strict=True)  # no missing / unexpected / shape-mismatched key
+    DetectionCheckpointer(model).load(str(dst))
+    predictor = model.roi_heads.box_predictor
+    cid = COCO_2017_CATEGORY_IDS[-1]  # 90 = "toothbrush", det_dcn class 79
+    torch.testing.assert_close(predictor.cls_score.weight[79],
+                               tv_state["roi_heads.box_predictor.cls_score.weight"][cid])
+    torch.testing.assert_close(predictor.cls_score.bias[80], tv_state["roi_heads.box_predictor.cls_score.bias"][0])
+    torch.testing.assert_close(predictor.bbox_pred.bias[316:320],
+                               tv_state["roi_heads.box_predictor.bbox_pred.bias"][4 * cid:4 * cid + 4])
