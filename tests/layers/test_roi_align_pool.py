@@ -17,6 +17,11 @@ def test_roi_align_matches_torchvision(aligned, sampling_ratio):
     m = ROIAlign((2, 3), 0.5, sampling_ratio, aligned)
     torch.testing.assert_close(m(x, ROIS), roi_align(x, ROIS, (2, 3), 0.5, sampling_ratio, aligned))
     assert torch.autograd.gradcheck(lambda a: m(a, ROIS), (x,))
+    # Same input gradient as torchvision's kernel (the CPU aligned path runs det_dcn's own implementation).
+    g = torch.randn(3, 3, 2, 3, dtype=torch.float64)
+    (ours,) = torch.autograd.grad(m(x, ROIS), x, g)
+    (theirs,) = torch.autograd.grad(roi_align(x, ROIS, (2, 3), 0.5, sampling_ratio, aligned), x, g)
+    torch.testing.assert_close(ours, theirs)
 
 
 def test_roi_pool_matches_torchvision():
