@@ -20,3 +20,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip_cuda)
+
+
+@pytest.fixture(autouse=True)
+def _restore_det_dcn_logger():
+    """setup_logger (called by trainer / tool tests) gives the "det_dcn" logger its own handlers and stops
+    propagation, as an application should; restore it so later tests' caplog sees det_dcn's records."""
+    import logging
+
+    logger = logging.getLogger("det_dcn")
+    saved = (logger.handlers[:], logger.propagate, logger.level)
+    yield
+    logger.handlers[:], logger.propagate = saved[0], saved[1]
+    logger.setLevel(saved[2])
