@@ -23,13 +23,21 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
-def _restore_det_dcn_logger():
-    """setup_logger (called by trainer / tool tests) gives the "det_dcn" logger its own handlers and stops
-    propagation, as an application should; restore it so later tests' caplog sees det_dcn's records."""
+def _reset_det_dcn_logger():
+    """setup_logger (called by trainer and tool tests, some in module- or session-scoped fixtures) gives the
+    "det_dcn" logger its own handlers and stops propagation, as an application should. Every test starts from a
+    plain, propagating logger so that caplog sees det_dcn's records whatever ran before."""
     import logging
 
     logger = logging.getLogger("det_dcn")
-    saved = (logger.handlers[:], logger.propagate, logger.level)
+
+    def reset():
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+
+    reset()
     yield
-    logger.handlers[:], logger.propagate = saved[0], saved[1]
-    logger.setLevel(saved[2])
+    reset()
