@@ -161,12 +161,11 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _dist_worker(rank, port, json_file, out_file):
+def _dist_worker(rank, port, json_file, images, annos, out_file):
     import torch.distributed as dist
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        images, annos = _gt_json(json_file)
         name = f"dist_eval_{rank}"
         register_coco_instances(name, json_file, os.path.dirname(json_file))
         pairs = _noisy(images, annos)
@@ -188,8 +187,8 @@ def test_two_gloo_processes(gt, tmp_path):
     ctx = multiprocessing.get_context("fork")
     port = _free_port()
     out = str(tmp_path / "dist.json")
-    jf = str(tmp_path / "gt2.json")
-    procs = [ctx.Process(target=_dist_worker, args=(r, port, jf, out)) for r in range(2)]
+    # both ranks read the one GT file the fixture wrote (writing it per rank raced: one read it half-written)
+    procs = [ctx.Process(target=_dist_worker, args=(r, port, json_file, images, annos, out)) for r in range(2)]
     for p in procs:
         p.start()
     for p in procs:
