@@ -8,6 +8,9 @@
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=10.0.0.1 PORT=29500 tools/dist_train.sh CONFIG 8
 # Without CUDA, NUM_GPUS CPU processes train with gloo. PYTHON selects the interpreter (default: python).
 set -euo pipefail
+TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=tools/launch_args.sh
+source "$TOOLS_DIR/launch_args.sh"
 
 if [ "$#" -lt 2 ]; then
     echo "usage: $0 CONFIG NUM_GPUS [tools/train.py arguments]" >&2
@@ -16,18 +19,10 @@ fi
 CONFIG=$1
 GPUS=$2
 shift 2
-if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
-    echo "$0: NUM_GPUS must be a positive integer, got '$GPUS'" >&2
-    exit 2
-fi
-if [ ! -f "$CONFIG" ]; then
-    echo "$0: config file '$CONFIG' does not exist" >&2
-    exit 2
-fi
+check_launch_args "$0" "$CONFIG" "$GPUS"
 NNODES=${NNODES:-1}
 NODE_RANK=${NODE_RANK:-0}
 PYTHON=${PYTHON:-python}
-TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 if [ "$NNODES" = "1" ] && [ -z "${PORT:-}" ]; then
     # one machine and no port given: torchrun picks a free port itself

@@ -9,6 +9,9 @@
 # Each task exports RANK / LOCAL_RANK / WORLD_SIZE / LOCAL_WORLD_SIZE / MASTER_ADDR / MASTER_PORT from SLURM's
 # variables, so tools/train.py joins the process group through env://, exactly as under torchrun.
 set -euo pipefail
+TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=tools/launch_args.sh
+source "$TOOLS_DIR/launch_args.sh"
 
 if [ "$#" -lt 4 ]; then
     echo "usage: $0 PARTITION JOB_NAME CONFIG NUM_GPUS [tools/train.py arguments]" >&2
@@ -19,19 +22,11 @@ JOB_NAME=$2
 CONFIG=$3
 GPUS=$4
 shift 4
-if ! [[ "$GPUS" =~ ^[1-9][0-9]*$ ]]; then
-    echo "$0: NUM_GPUS must be a positive integer, got '$GPUS'" >&2
-    exit 2
-fi
-if [ ! -f "$CONFIG" ]; then
-    echo "$0: config file '$CONFIG' does not exist" >&2
-    exit 2
-fi
+check_launch_args "$0" "$CONFIG" "$GPUS"
 GPUS_PER_NODE=${GPUS_PER_NODE:-$(( GPUS < 8 ? GPUS : 8 ))}
 CPUS_PER_TASK=${CPUS_PER_TASK:-5}
 PORT=${PORT:-$(( 20000 + RANDOM % 20000 ))}
 PYTHON=${PYTHON:-python}
-TOOLS_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 # shellcheck disable=SC2086  # SRUN_ARGS is a list of flags
 srun -p "$PARTITION" \

@@ -153,8 +153,11 @@ def _distributed_worker(
         _set_local_group(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
         _run_reporting_rank(main_func, args, global_rank)
+        # Only after every rank's last collective may any rank tear the group down; a rank that destroyed it
+        # early made gloo's peer threads abort at exit ("terminate called without an active exception").
+        comm.synchronize()
     finally:
-        dist.destroy_process_group()
+        comm.destroy_process_group()
 
 
 def _run_reporting_rank(main_func: Callable[..., Any], args: Sequence[Any], rank: int) -> None:
@@ -189,5 +192,6 @@ def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], time
         _set_local_group(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
         _run_reporting_rank(main_func, args, rank)
+        comm.synchronize()  # as in _distributed_worker: nobody tears the group down under a peer
     finally:
-        dist.destroy_process_group()
+        comm.destroy_process_group()

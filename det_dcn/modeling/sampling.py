@@ -6,6 +6,15 @@ import torch
 from torch import Tensor
 
 
+def check_sampling_config(prefix: str, batch_size_per_image: int, positive_fraction: float) -> None:
+    """Fail at build time, naming the config key (``prefix`` is e.g. "MODEL.RPN"), on a sampling setting that
+    cannot work."""
+    if batch_size_per_image < 1:
+        raise ValueError(f"{prefix}.BATCH_SIZE_PER_IMAGE must be >= 1, got {batch_size_per_image}")
+    if not 0.0 <= positive_fraction <= 1.0:
+        raise ValueError(f"{prefix}.POSITIVE_FRACTION must be in [0, 1], got {positive_fraction}")
+
+
 def subsample_labels(
     labels: Tensor, num_samples: int, positive_fraction: float, bg_label: int
 ) -> Tuple[Tensor, Tensor]:

@@ -35,16 +35,38 @@ def warmup_factor_at_iter(method: str, iteration: int, warmup_iters: int, warmup
     raise ValueError(f"Unknown warmup method '{method}'; expected one of {WARMUP_METHODS}")
 
 
-def _check_warmup(method: str, warmup_iters: int, warmup_factor: float) -> None:
-    if method not in WARMUP_METHODS:
-        raise ValueError(f"SOLVER.WARMUP_METHOD: got '{method}', expected one of {WARMUP_METHODS}")
-    if warmup_iters < 0:
-        raise ValueError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
-    if not 0.0 <= warmup_factor <= 1.0:
-        raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
+class _WarmupLR(LRScheduler):
+    """The LR of iteration ``i`` is ``base_lr * warmup_factor(i) * self._decay(i)``; subclasses define ``_decay``."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_factor: float, warmup_iters: int,
+                 warmup_method: str, last_epoch: int):
+        if warmup_method not in WARMUP_METHODS:
+            raise ValueError(f"SOLVER.WARMUP_METHOD: got '{warmup_method}', expected one of {WARMUP_METHODS}")
+        if warmup_iters < 0:
+            raise ValueError(f"SOLVER.WARMUP_ITERS must be >= 0, got {warmup_iters}")
+        if not 0.0 <= warmup_factor <= 1.0:
+            raise ValueError(f"SOLVER.WARMUP_FACTOR must be in [0, 1], got {warmup_factor}")
+        self.warmup_factor = float(warmup_factor)
+        self.warmup_iters = int(warmup_iters)
+        self.warmup_method = warmup_method
+        super().__init__(optimizer, last_epoch)
+
+    def _decay(self, iteration: int) -> float:
+        raise NotImplementedError
+
+    def _factor(self, iteration: int) -> float:
+        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+        return warmup * self._decay(iteration)
+
+    def get_lr(self) -> List[float]:
+        factor = self._factor(self.last_epoch)
+        return [base_lr * factor for base_lr in self.base_lrs]
+
+    def _get_closed_form_lr(self) -> List[float]:
+        return self.get_lr()
 
 
-class WarmupMultiStepLR(LRScheduler):
+class WarmupMultiStepLR(_WarmupLR):
     """Warmup, then the LR multiplied by ``gamma`` at each milestone iteration (detectron2's default schedule)."""
 
     def __init__(
@@ -67,27 +89,15 @@ class WarmupMultiStepLR(LRScheduler):
             logger.warning(
                 f"SOLVER.STEPS {milestones} has steps at or after SOLVER.MAX_ITER={max_iter}; they never apply"
             )
-        _check_warmup(warmup_method, warmup_iters, warmup_factor)
         self.milestones: List[int] = milestones
         self.gamma = float(gamma)
-        self.warmup_factor = float(warmup_factor)
-        self.warmup_iters = int(warmup_iters)
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def _factor(self, iteration: int) -> float:
-        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
-        return warmup * self.gamma ** bisect.bisect_right(self.milestones, iteration)
-
-    def get_lr(self) -> List[float]:
-        factor = self._factor(self.last_epoch)
-        return [base_lr * factor for base_lr in self.base_lrs]
-
-    def _get_closed_form_lr(self) -> List[float]:
-        return self.get_lr()
+    def _decay(self, iteration: int) -> float:
+        return self.gamma ** bisect.bisect_right(self.milestones, iteration)
 
 
-class WarmupCosineLR(LRScheduler):
+class WarmupCosineLR(_WarmupLR):
     """Warmup, then half a cosine from the base LR at iteration 0 down to 0 at ``max_iter``."""
 
     def __init__(
@@ -101,21 +111,9 @@ class WarmupCosineLR(LRScheduler):
     ):
         if max_iter <= 0:
             raise ValueError(f"SOLVER.MAX_ITER must be > 0 for WarmupCosineLR, got {max_iter}")
-        _check_warmup(warmup_method, warmup_iters, warmup_factor)
         self.max_iter = int(max_iter)
-        self.warmup_factor = float(warmup_factor)
-        self.warmup_iters = int(warmup_iters)
-        self.warmup_method = warmup_method
-        super().__init__(optimizer, last_epoch)
+        super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
-    def _factor(self, iteration: int) -> float:
-        warmup = warmup_factor_at_iter(self.warmup_method, iteration, self.warmup_iters, self.warmup_factor)
+    def _decay(self, iteration: int) -> float:
         progress = min(iteration, self.max_iter) / self.max_iter
-        return warmup * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def get_lr(self) -> List[float]:
-        factor = self._factor(self.last_epoch)
-        return [base_lr * factor for base_lr in self.base_lrs]
-
-    def _get_closed_form_lr(self) -> List[float]:
-        return self.get_lr()
+        return 0.5 * (1.0 + math.cos(math.pi * progress))

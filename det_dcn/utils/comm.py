@@ -52,6 +52,19 @@ def _cpu_group():
     return dist.group.WORLD
 
 
+def destroy_process_group() -> None:
+    """Drop this module's references to process groups, then destroy them all.
+
+    A group object still referenced (the local group, the cached gather group) outlives ``destroy_process_group``
+    and is freed during interpreter shutdown, where gloo's threads can abort the process
+    ("terminate called without an active exception").
+    """
+    global _LOCAL_PROCESS_GROUP
+    _LOCAL_PROCESS_GROUP = None
+    _cpu_group.cache_clear()
+    dist.destroy_process_group()
+
+
 def all_gather(data: Any) -> List[Any]:
     """Gather any picklable object from every rank; returns a list indexed by rank."""
     if get_world_size() == 1:

@@ -176,7 +176,7 @@ def _dist_worker(rank, port, json_file, images, annos, out_file):
         else:
             assert res == {}
     finally:
-        dist.destroy_process_group()
+        comm.destroy_process_group()
 
 
 def test_two_gloo_processes(gt, tmp_path):

@@ -12,7 +12,7 @@ from ..image_list import ImageList
 from ..input_features import select_features
 from ..losses import BOX_REG_LOSS_TYPES, box_regression_loss
 from ..matcher import Matcher
-from ..sampling import subsample_labels
+from ..sampling import check_sampling_config, subsample_labels
 from .anchor_generator import build_anchor_generator
 from .build import PROPOSAL_GENERATOR_REGISTRY
 from .proposals import find_top_rpn_proposals
@@ -52,10 +52,7 @@ class RPN(nn.Module):
             raise ValueError(
                 f"MODEL.RPN.BBOX_REG_LOSS_TYPE must be one of {BOX_REG_LOSS_TYPES}, got '{box_reg_loss_type}'"
             )
-        if batch_size_per_image < 1:
-            raise ValueError(f"MODEL.RPN.BATCH_SIZE_PER_IMAGE must be >= 1, got {batch_size_per_image}")
-        if not 0.0 <= positive_fraction <= 1.0:
-            raise ValueError(f"MODEL.RPN.POSITIVE_FRACTION must be in [0, 1], got {positive_fraction}")
+        check_sampling_config("MODEL.RPN", batch_size_per_image, positive_fraction)
         self.in_features = list(in_features)
         self.rpn_head = head
         self.anchor_generator = anchor_generator

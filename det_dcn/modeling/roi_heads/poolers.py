@@ -45,13 +45,10 @@ def _build_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio:
     return ROIPool(output_size, spatial_scale)
 
 
-@POOLER_REGISTRY.register(name="DeformRoIPool")
-def _build_deform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
-    """DCNv1 deformable RoI pooling with its own offset branch (one per level, as mmdetection)."""
-    from ...layers import DeformRoIPoolPack
-
+def _deform_pool_pack(pack_cls, cfg, output_size: int, spatial_scale: float, sampling_ratio: int,
+                      in_channels: int):
     head = cfg.MODEL.ROI_BOX_HEAD
-    return DeformRoIPoolPack(
+    return pack_cls(
         output_size,
         in_channels,
         deform_fc_channels=head.DEFORM_POOL_FC_DIM,
@@ -59,6 +56,14 @@ def _build_deform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling
         sampling_ratio=sampling_ratio,
         gamma=head.DEFORM_POOL_GAMMA,
     )
+
+
+@POOLER_REGISTRY.register(name="DeformRoIPool")
+def _build_deform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
+    """DCNv1 deformable RoI pooling with its own offset branch (one per level, as mmdetection)."""
+    from ...layers import DeformRoIPoolPack
+
+    return _deform_pool_pack(DeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio, in_channels)
 
 
 @POOLER_REGISTRY.register(name="ModulatedDeformRoIPool")
@@ -66,15 +71,8 @@ def _build_mdeform_roi_pool(cfg, output_size: int, spatial_scale: float, samplin
     """DCNv2 modulated deformable RoI pooling (offsets and a sigmoid mask, both zero-initialised: mask 0.5)."""
     from ...layers import ModulatedDeformRoIPoolPack
 
-    head = cfg.MODEL.ROI_BOX_HEAD
-    return ModulatedDeformRoIPoolPack(
-        output_size,
-        in_channels,
-        deform_fc_channels=head.DEFORM_POOL_FC_DIM,
-        spatial_scale=spatial_scale,
-        sampling_ratio=sampling_ratio,
-        gamma=head.DEFORM_POOL_GAMMA,
-    )
+    return _deform_pool_pack(ModulatedDeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio,
+                             in_channels)
 
 
 def assign_boxes_to_levels(

@@ -10,7 +10,7 @@ from ..box_ops import pairwise_iou
 from ..image_list import ImageList
 from ..input_features import select_features
 from ..matcher import Matcher
-from ..sampling import subsample_labels
+from ..sampling import check_sampling_config, subsample_labels
 from .box_head import build_box_head
 from .fast_rcnn import FastRCNNOutputLayers
 from .poolers import build_roi_pooler
@@ -45,10 +45,7 @@ class StandardROIHeads(nn.Module):
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1 (foreground classes), got {num_classes}")
-        if batch_size_per_image < 1:
-            raise ValueError(f"MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE must be >= 1, got {batch_size_per_image}")
-        if not 0.0 <= positive_fraction <= 1.0:
-            raise ValueError(f"MODEL.ROI_HEADS.POSITIVE_FRACTION must be in [0, 1], got {positive_fraction}")
+        check_sampling_config("MODEL.ROI_HEADS", batch_size_per_image, positive_fraction)
         self.box_in_features = list(box_in_features)
         self.box_pooler = box_pooler
         self.box_head = box_head
