@@ -6,7 +6,8 @@ FrozenBatchNorm backbone and 3 trainable stages of its pretrained variant) and d
 configs/torchvision/faster_rcnn_R_50_FPN.yaml with torchvision's weights converted into it. Both see the same
 image and, in training, the same boxes; the image is already at the test size, so the resize is a no-op.
 Part 2 (variants): det_dcn's COCO-Detection R50-FPN configs (plain, dconv, mdconv, dpool, mdpool, mdconv+mdpool)
-with the same seed; each variant's time is reported as a ratio to the plain model's.
+starting from the plain model's weights (so every variant computes the plain model's outputs and is timed on the
+same workload); each variant's time is reported as a ratio to the plain model's.
 
 Inference = model.eval() forward under no_grad; training iteration = forward, backward and an SGD step.
 Times are medians over --iters runs after --warmup runs, all in the same process, so the ratios are comparable
@@ -23,7 +24,7 @@ import os
 import statistics
 import sys
 import time
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -31,6 +32,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from det_dcn.checkpoint.convert import convert_torchvision_faster_rcnn  # noqa: E402
 from det_dcn.config import get_cfg  # noqa: E402
+from det_dcn.layers import ModulatedDeformConv2dPack, ModulatedDeformRoIPoolPack, calibrate_frozen_bn  # noqa: E402
 from det_dcn.modeling import build_model  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
@@ -180,13 +182,36 @@ def build_torchvision_pair(size: int, device: str):
     return tv.to(device), ours.to(device)
 
 
-def build_variant(name: str, size: int, device: str):
+def build_variant(name: str, size: int, device: str, plain_state: Optional[dict] = None):
+    """The variant's model; given the plain model's state dict, it starts as the plain model (see below)."""
     torch.manual_seed(0)
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(REPO, "configs", VARIANTS[name]))
     cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", int(size * 1333 / 800),
                          "MODEL.DEVICE", device])
-    return build_model(cfg)
+    model = build_model(cfg)
+    if plain_state is not None:
+        start_as_plain(model, plain_state, name)
+    return model
+
+
+def start_as_plain(model, plain_state: dict, name: str) -> None:
+    """Load the plain model's weights so the variant computes the plain model's outputs.
+
+    With random weights, the number of detections (and so the NMS and post-processing time) depends on the weights;
+    a variant with its own random weights would then be timed on a different workload. The zero-initialised
+    deformable parts make the variant equal to the plain model, once the modulated layers' mask of sigmoid(0) = 0.5
+    is compensated: deformable 3x3 weights doubled (mdconv), box head fc1 doubled (mdpool).
+    """
+    result = model.load_state_dict(plain_state, strict=False)
+    if result.unexpected_keys:
+        raise RuntimeError(f"{name}: plain-model keys the variant lacks: {result.unexpected_keys}")
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, ModulatedDeformConv2dPack):
+                module.weight.mul_(2.0)
+        if isinstance(model.roi_heads.box_pooler.level_poolers[0], ModulatedDeformRoIPoolPack):
+            model.roi_heads.box_head.fc1.weight.mul_(2.0)
 
 
 # ------------------------------------------------------------------------------------------------------ main
@@ -222,7 +247,11 @@ def run(args) -> Dict[str, Dict[str, float]]:
     if "variants" in args.parts:
         names = ["plain"] + [v for v in args.variants if v != "plain"]
         print("\n== det_dcn variants (R50-FPN), time relative to the plain model ==")
-        models = {name: build_variant(name, args.size, device) for name in names}
+        plain = build_variant("plain", args.size, device)
+        # realistic activations (see calibrate_frozen_bn): a random R50 with identity FrozenBN scores every box ~1
+        calibrate_frozen_bn(plain, [{"image": x["image"]} for x in inputs])
+        models = {name: build_variant(name, args.size, device, plain.state_dict()) if name != "plain" else plain
+                  for name in names}
         steps = {name: det_dcn_steps(model, inputs, device) for name, model in models.items()}
         lines = {name: f"{name:14s}" for name in names}
         for mode in args.modes:

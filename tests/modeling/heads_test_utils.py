@@ -10,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from det_dcn.config import get_cfg
+from det_dcn.layers import calibrate_frozen_bn  # noqa: F401  (re-exported for the model tests)
 from det_dcn.modeling.backbone import Backbone
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
@@ -82,31 +83,6 @@ def synthetic_batch(num_images: int = 2, size=(96, 128), seed: int = 0) -> List[
         batch.append({"image": img, "boxes": torch.tensor(boxes, dtype=torch.float32),
                       "classes": torch.tensor(classes, dtype=torch.int64)})
     return batch
-
-
-@torch.no_grad()
-def calibrate_frozen_bn(model: nn.Module, batched_inputs: List[Dict]) -> None:
-    """Set every FrozenBatchNorm2d's statistics to those of its input on ``batched_inputs`` (one pass, in order).
-
-    A randomly initialised ResNet with identity FrozenBN statistics blows activations up block after block (R-101:
-    the first SGD step already overflows); real training starts from pretrained statistics, which this imitates.
-    """
-    from det_dcn.layers import FrozenBatchNorm2d
-
-    def set_stats(module, args):
-        x = args[0]
-        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
-        module.running_var.copy_(x.var(dim=(0, 2, 3)) + 1e-2)
-
-    handles = [m.register_forward_pre_hook(set_stats) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
-    was_training = model.training
-    try:
-        model.eval()
-        model(batched_inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
 
 
 class TinyBackbone(Backbone):
