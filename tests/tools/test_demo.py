@@ -1,6 +1,5 @@
 """tools/demo.py on a tiny deformable model: pictures and JSON per image, corrupt files skipped, video input."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,15 +11,9 @@ import pytest
 
 pytest.importorskip("det_dcn.engine")
 from tiny_model import REPO, write_test_images, write_tiny_model  # noqa: E402
+from load_tool import load_tool  # noqa: E402
 
 DEMO = os.path.join(REPO, "tools", "demo.py")
-
-
-def _load_demo():
-    spec = importlib.util.spec_from_file_location("det_dcn_tools_demo", DEMO)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +84,7 @@ def test_demo_writes_pictures_and_json(setup):
 
 def test_demo_fails_when_nothing_readable(setup, capsys):
     root, cfg, images, _ = setup
-    demo = _load_demo()
+    demo = load_tool("demo")
     code = demo.main(["--config-file", cfg, "--input", images[2], str(root / "nope.jpg"), "--output",
                       str(root / "out_bad")])
     log = capsys.readouterr()
@@ -102,7 +95,7 @@ def test_demo_fails_when_nothing_readable(setup, capsys):
 
 def test_demo_rejects_bad_arguments(setup, capsys):
     root, cfg, images, _ = setup
-    demo = _load_demo()
+    demo = load_tool("demo")
     assert demo.main(["--config-file", cfg, "--input", images[0], "--output", str(root / "o"),
                       "--confidence-threshold", "1.5"]) == 2
     assert "--confidence-threshold" in capsys.readouterr().err
@@ -113,5 +106,5 @@ def test_demo_rejects_bad_arguments(setup, capsys):
 
 
 def test_unique_stems():
-    demo = _load_demo()
+    demo = load_tool("demo")
     assert demo.unique_stems(["a/x.jpg", "b/x.png", "c/y.jpg", "d/x.bmp"]) == ["x", "x_2", "y", "x_3"]

@@ -2,7 +2,6 @@
 quickstart; the zoo's parsing / schedule / table helpers; and the zoo end to end on a tiny generated shapes dataset
 (two real variants and one that fails at run time: the zoo goes on, reports it, writes table + JSON, exits 1)."""
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -12,19 +11,14 @@ import pytest
 
 from det_dcn.config import get_cfg
 
+from load_tool import load_tool
+
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 ZOO_PY = os.path.join(REPO, "tools", "quickstart_zoo.py")
 QUICKSTART = os.path.join(REPO, "configs", "quickstart")
 
 
-def _load_zoo():
-    spec = importlib.util.spec_from_file_location("det_dcn_quickstart_zoo", ZOO_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-zoo = _load_zoo()
+zoo = load_tool("quickstart_zoo")
 
 # What each variant may change with respect to faster_rcnn_shapes.yaml (merged configs compared key by key).
 EXPECTED_CHANGES = {

@@ -1,7 +1,6 @@
 """tools/train.py end to end on a tiny generated shapes dataset: train + evaluate, --eval-only, --num-gpus 2 on CPU
 (gloo), and the launch scripts tools/dist_train.sh (torchrun) and tools/slurm_train.sh (with a fake srun)."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -14,6 +13,8 @@ import torch
 
 from det_dcn.config import get_cfg
 from det_dcn.engine import default_argument_parser
+
+from load_tool import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TRAIN_PY = os.path.join(REPO, "tools", "train.py")
@@ -156,13 +157,6 @@ def test_eval_only_reproduces_the_final_evaluation(trained):
     assert not os.path.exists(os.path.join(out2, "model_final.pth"))
 
 
-def _load_train_tool():
-    spec = importlib.util.spec_from_file_location("det_dcn_train_tool", TRAIN_PY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 def restore_logging():
     logger = logging.getLogger("det_dcn")
@@ -178,7 +172,7 @@ def restore_logging():
 def test_eval_only_with_missing_weights_names_the_file(trained, restore_logging, monkeypatch):
     folder, _, _ = trained
     monkeypatch.setenv("DET_DCN_DATASETS", os.path.join(folder, "datasets"))
-    tool = _load_train_tool()
+    tool = load_tool("train")
     missing = os.path.join(folder, "no_such_model.pth")
     args = default_argument_parser().parse_args(
         ["--config-file", os.path.join(folder, "tiny.yaml"), "--eval-only", "MODEL.WEIGHTS", missing,

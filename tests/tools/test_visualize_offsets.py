@@ -1,6 +1,5 @@
 """tools/visualize_offsets.py on tiny DCN + dpool models (DCNv1 / dpool and DCNv2 / mdpool)."""
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -11,15 +10,9 @@ import pytest
 
 pytest.importorskip("det_dcn.engine")
 from tiny_model import REPO, write_test_images, write_tiny_model  # noqa: E402
+from load_tool import load_tool  # noqa: E402
 
 TOOL = os.path.join(REPO, "tools", "visualize_offsets.py")
-
-
-def _load_tool():
-    spec = importlib.util.spec_from_file_location("det_dcn_tools_visualize_offsets", TOOL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +58,7 @@ def test_offsets_figures_dcn_and_dpool(setup):
 def test_offsets_modulated_recorder_and_errors(setup, capsys):
     root, images, _ = setup
     cfg_path = write_tiny_model(str(root / "v2"), modulated=True, seed=1)
-    tool = _load_tool()
+    tool = load_tool("visualize_offsets")
 
     # The recorder sees non-zero offsets and masks in (0, 1); the sampling points leave the regular grid.
     from det_dcn.config import get_cfg
@@ -110,7 +103,7 @@ def test_offsets_modulated_recorder_and_errors(setup, capsys):
 
 def test_pool_record_matches_detection_boxes(setup):
     """The dpool bins drawn come from the pooler run on exactly the detection's box."""
-    tool = _load_tool()
+    tool = load_tool("visualize_offsets")
     from det_dcn.utils.deform_hooks import PoolRecord
 
     rois = np.array([[0, 1.0, 2.0, 30.0, 40.0], [0, 5.0, 5.0, 9.0, 9.0]])
@@ -123,7 +116,7 @@ def test_pool_record_matches_detection_boxes(setup):
 
 def test_offsets_argument_and_model_errors(setup, tmp_path, capsys):
     root, images, cfg_path = setup
-    tool = _load_tool()
+    tool = load_tool("visualize_offsets")
     for opt, value in [("--detections", "-1"), ("--levels", "0"), ("--panel-size", "50"),
                        ("--confidence-threshold", "2")]:
         assert tool.main(["--config-file", cfg_path, "--input", images[0], "--output", str(tmp_path), opt,
