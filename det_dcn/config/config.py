@@ -42,6 +42,7 @@ class CfgNode(_YacsCfgNode):
 
     def merge_from_file(self, cfg_filename: str, allow_unsafe: bool = False) -> None:
         loaded = self.load_yaml_with_base(cfg_filename)
+        _ints_to_floats(loaded, self)
         try:
             self.merge_from_other_cfg(type(self)(loaded))
         except (KeyError, ValueError) as e:
@@ -68,6 +69,21 @@ def _merge_dicts(src: dict, dst: dict) -> None:
             _merge_dicts(v, dst[k])
         else:
             dst[k] = v
+
+
+def _ints_to_floats(loaded: dict, defaults) -> None:
+    """Turn YAML ints into floats where the default is a float (``MIN_SIZE: 0`` for a float key), in place.
+
+    yacs refuses int for float; detectron2 files write some float keys as ints (its own defaults are ints there).
+    """
+    for k, v in loaded.items():
+        if k not in defaults:
+            continue
+        d = defaults[k]
+        if isinstance(v, dict) and isinstance(d, dict):
+            _ints_to_floats(v, d)
+        elif isinstance(d, float) and isinstance(v, int) and not isinstance(v, bool):
+            loaded[k] = float(v)
 
 
 def _message(e: Exception) -> str:

@@ -1,13 +1,16 @@
 """Every config key det_dcn knows, with its default and a one-line comment.
 
 Key names follow detectron2 so its users feel at home; keys detectron2 lacks (deformable pooling, multi-grid
-dilation, the seed, the log period) are marked "det_dcn:".
+dilation, the log period, ...) are marked "det_dcn:". Where a key exists in detectron2 its default is detectron2's
+(except MODEL.DEVICE: "auto" instead of "cuda"), so a detectron2 config file that relies on a default means the same
+thing here; det_dcn's own configs name what they use. detectron2 keys of parts det_dcn does not have are at the end:
+accepted while their part is off (see det_dcn/config/compat.py).
 """
 
 from yacs.config import CfgNode as CN
 
 _C = CN()
-_C.VERSION = 1
+_C.VERSION = 2  # detectron2's config version; det_dcn reads configs of version 2
 
 # ---------------------------------------------------------------------------------------------------------------
 # Model
@@ -24,7 +27,8 @@ _C.MODEL.PIXEL_MEAN = [103.530, 116.280, 123.675]
 _C.MODEL.PIXEL_STD = [1.0, 1.0, 1.0]
 
 _C.MODEL.BACKBONE = CN()
-_C.MODEL.BACKBONE.NAME = "build_resnet_fpn_backbone"
+# "build_resnet_backbone" (a bare ResNet: C4 / DC5 layouts) or "build_resnet_fpn_backbone" (ResNet + FPN, P2-P6).
+_C.MODEL.BACKBONE.NAME = "build_resnet_backbone"
 # Freeze the stem (1) and the first FREEZE_AT - 1 stages; 0 trains everything.
 _C.MODEL.BACKBONE.FREEZE_AT = 2
 
@@ -104,7 +108,9 @@ _C.MODEL.RPN.NMS_ON_SIGMOID = False
 _C.MODEL.RPN.CONV_DIMS = [-1]  # hidden 3x3 convs of the head; -1 = same as input channels
 
 _C.MODEL.ROI_HEADS = CN()
-_C.MODEL.ROI_HEADS.NAME = "StandardROIHeads"
+# det_dcn registers "StandardROIHeads" (detectron2's default here is the C4 head "Res5ROIHeads", which det_dcn
+# does not have: a config relying on it fails at build time naming this key).
+_C.MODEL.ROI_HEADS.NAME = "Res5ROIHeads"
 _C.MODEL.ROI_HEADS.NUM_CLASSES = 80  # foreground classes; the background class is index NUM_CLASSES
 _C.MODEL.ROI_HEADS.IN_FEATURES = ["res4"]
 _C.MODEL.ROI_HEADS.IOU_THRESHOLDS = [0.5]
@@ -119,7 +125,7 @@ _C.MODEL.ROI_HEADS.PROPOSAL_APPEND_GT = True
 _C.MODEL.ROI_HEADS.MIN_BOX_SIZE_TEST = 0.0
 
 _C.MODEL.ROI_BOX_HEAD = CN()
-_C.MODEL.ROI_BOX_HEAD.NAME = "FastRCNNConvFCHead"
+_C.MODEL.ROI_BOX_HEAD.NAME = ""  # det_dcn registers "FastRCNNConvFCHead"; "" (detectron2's default) must be set
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE = "smooth_l1"
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_WEIGHT = 1.0
 _C.MODEL.ROI_BOX_HEAD.BBOX_REG_WEIGHTS = (10.0, 10.0, 5.0, 5.0)
@@ -155,6 +161,13 @@ _C.INPUT.MIN_SIZE_TEST = 800  # 0 disables resizing at test time
 _C.INPUT.MAX_SIZE_TEST = 1333
 _C.INPUT.RANDOM_FLIP = "horizontal"  # "horizontal", "vertical" or "none"
 _C.INPUT.FORMAT = "BGR"  # channel order the model sees: "BGR" or "RGB"
+# det_dcn: how images are resized to MIN_SIZE_* / MAX_SIZE_* (sizes rounded to the nearest pixel unless noted):
+#   "detectron2": the uint8 image with PIL's bilinear filter (antialiased when shrinking), before normalisation;
+#   "mmdet": the uint8 image with OpenCV's bilinear filter (no antialiasing), before normalisation;
+#   "torchvision": training images as "mmdet"; test images after normalisation, in float, bilinear without
+#     antialiasing, sizes floor(side * scale) (torchvision's GeneralizedRCNNTransform).
+# Test images are resized inside the model in every style, so a model called directly resizes the same way.
+_C.INPUT.RESIZE_STYLE = "detectron2"
 # Images are padded to a multiple of this (0 = the backbone's own requirement, e.g. 32 for FPN).
 _C.INPUT.SIZE_DIVISIBILITY = 0
 
@@ -217,3 +230,102 @@ _C.LOG_PERIOD = 20  # det_dcn: iterations between log lines and metrics.json rec
 # det_dcn: DistributedDataParallel's find_unused_parameters: True only for a model whose forward leaves some trainable
 # parameters without a gradient (it costs an extra graph traversal every iteration).
 _C.FIND_UNUSED_PARAMETERS = False
+
+# ---------------------------------------------------------------------------------------------------------------
+# detectron2 keys of parts det_dcn does not have, with detectron2's defaults. A detectron2 config file that carries
+# them loads unchanged; they are ignored while their part is off, and det_dcn/config/compat.py refuses at build time
+# a config that turns one on (one line naming the key and what det_dcn supports).
+# ---------------------------------------------------------------------------------------------------------------
+_C.MODEL.LOAD_PROPOSALS = False  # precomputed proposals (det_dcn always runs its RPN)
+_C.MODEL.MASK_ON = False  # mask head
+_C.MODEL.KEYPOINT_ON = False  # keypoint head
+_C.MODEL.ANCHOR_GENERATOR.ANGLES = [[-90, 0, 90]]  # rotated anchors only
+_C.MODEL.ROI_BOX_HEAD.TRAIN_ON_PRED_BOXES = False
+_C.MODEL.ROI_BOX_HEAD.USE_FED_LOSS = False
+_C.MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE = False
+_C.MODEL.ROI_BOX_HEAD.FED_LOSS_FREQ_WEIGHT_POWER = 0.5
+_C.MODEL.ROI_BOX_HEAD.FED_LOSS_NUM_CLASSES = 50
+_C.MODEL.ROI_BOX_CASCADE_HEAD = CN()  # Cascade R-CNN (ROI_HEADS.NAME "CascadeROIHeads")
+_C.MODEL.ROI_BOX_CASCADE_HEAD.BBOX_REG_WEIGHTS = ((10.0, 10.0, 5.0, 5.0), (20.0, 20.0, 10.0, 10.0),
+                                                  (30.0, 30.0, 15.0, 15.0))
+_C.MODEL.ROI_BOX_CASCADE_HEAD.IOUS = (0.5, 0.6, 0.7)
+_C.MODEL.ROI_MASK_HEAD = CN()  # used only with MODEL.MASK_ON
+_C.MODEL.ROI_MASK_HEAD.NAME = "MaskRCNNConvUpsampleHead"
+_C.MODEL.ROI_MASK_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_MASK_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_MASK_HEAD.NUM_CONV = 0
+_C.MODEL.ROI_MASK_HEAD.CONV_DIM = 256
+_C.MODEL.ROI_MASK_HEAD.NORM = ""
+_C.MODEL.ROI_MASK_HEAD.CLS_AGNOSTIC_MASK = False
+_C.MODEL.ROI_MASK_HEAD.POOLER_TYPE = "ROIAlignV2"
+_C.MODEL.ROI_KEYPOINT_HEAD = CN()  # used only with MODEL.KEYPOINT_ON
+_C.MODEL.ROI_KEYPOINT_HEAD.NAME = "KRCNNConvDeconvUpsampleHead"
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_RESOLUTION = 14
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_SAMPLING_RATIO = 0
+_C.MODEL.ROI_KEYPOINT_HEAD.CONV_DIMS = tuple(512 for _ in range(8))
+_C.MODEL.ROI_KEYPOINT_HEAD.NUM_KEYPOINTS = 17
+_C.MODEL.ROI_KEYPOINT_HEAD.MIN_KEYPOINTS_PER_IMAGE = 1
+_C.MODEL.ROI_KEYPOINT_HEAD.NORMALIZE_LOSS_BY_VISIBLE_KEYPOINTS = True
+_C.MODEL.ROI_KEYPOINT_HEAD.LOSS_WEIGHT = 1.0
+_C.MODEL.ROI_KEYPOINT_HEAD.POOLER_TYPE = "ROIAlignV2"
+_C.MODEL.SEM_SEG_HEAD = CN()  # META_ARCHITECTURE "SemanticSegmentor" / "PanopticFPN"
+_C.MODEL.SEM_SEG_HEAD.NAME = "SemSegFPNHead"
+_C.MODEL.SEM_SEG_HEAD.IN_FEATURES = ["p2", "p3", "p4", "p5"]
+_C.MODEL.SEM_SEG_HEAD.IGNORE_VALUE = 255
+_C.MODEL.SEM_SEG_HEAD.NUM_CLASSES = 54
+_C.MODEL.SEM_SEG_HEAD.CONVS_DIM = 128
+_C.MODEL.SEM_SEG_HEAD.COMMON_STRIDE = 4
+_C.MODEL.SEM_SEG_HEAD.NORM = "GN"
+_C.MODEL.SEM_SEG_HEAD.LOSS_WEIGHT = 1.0
+_C.MODEL.PANOPTIC_FPN = CN()  # META_ARCHITECTURE "PanopticFPN"
+_C.MODEL.PANOPTIC_FPN.INSTANCE_LOSS_WEIGHT = 1.0
+_C.MODEL.PANOPTIC_FPN.COMBINE = CN()
+_C.MODEL.PANOPTIC_FPN.COMBINE.ENABLED = True
+_C.MODEL.PANOPTIC_FPN.COMBINE.OVERLAP_THRESH = 0.5
+_C.MODEL.PANOPTIC_FPN.COMBINE.STUFF_AREA_LIMIT = 4096
+_C.MODEL.PANOPTIC_FPN.COMBINE.INSTANCES_CONFIDENCE_THRESH = 0.5
+_C.MODEL.RETINANET = CN()  # META_ARCHITECTURE "RetinaNet"
+_C.MODEL.RETINANET.NUM_CLASSES = 80
+_C.MODEL.RETINANET.IN_FEATURES = ["p3", "p4", "p5", "p6", "p7"]
+_C.MODEL.RETINANET.NUM_CONVS = 4
+_C.MODEL.RETINANET.IOU_THRESHOLDS = [0.4, 0.5]
+_C.MODEL.RETINANET.IOU_LABELS = [0, -1, 1]
+_C.MODEL.RETINANET.PRIOR_PROB = 0.01
+_C.MODEL.RETINANET.SCORE_THRESH_TEST = 0.05
+_C.MODEL.RETINANET.TOPK_CANDIDATES_TEST = 1000
+_C.MODEL.RETINANET.NMS_THRESH_TEST = 0.5
+_C.MODEL.RETINANET.BBOX_REG_WEIGHTS = (1.0, 1.0, 1.0, 1.0)
+_C.MODEL.RETINANET.FOCAL_LOSS_GAMMA = 2.0
+_C.MODEL.RETINANET.FOCAL_LOSS_ALPHA = 0.25
+_C.MODEL.RETINANET.SMOOTH_L1_LOSS_BETA = 0.1
+_C.MODEL.RETINANET.BBOX_REG_LOSS_TYPE = "smooth_l1"
+_C.MODEL.RETINANET.NORM = ""
+_C.INPUT.CROP = CN()  # random crop augmentation
+_C.INPUT.CROP.ENABLED = False
+_C.INPUT.CROP.TYPE = "relative_range"
+_C.INPUT.CROP.SIZE = [0.9, 0.9]
+_C.INPUT.MASK_FORMAT = "polygon"
+_C.DATASETS.PROPOSAL_FILES_TRAIN = ()  # used only with MODEL.LOAD_PROPOSALS
+_C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN = 2000
+_C.DATASETS.PROPOSAL_FILES_TEST = ()
+_C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TEST = 1000
+_C.DATALOADER.REPEAT_THRESHOLD = 0.0  # SAMPLER_TRAIN "RepeatFactorTrainingSampler" only
+_C.DATALOADER.REPEAT_SQRT = True
+_C.SOLVER.BASE_LR_END = 0.0  # end of detectron2's cosine schedule (det_dcn's ends at 0)
+_C.SOLVER.NUM_DECAYS = 3  # LR_SCHEDULER_NAME "WarmupStepWithFixedGammaLR" only
+_C.SOLVER.RESCALE_INTERVAL = False  # same
+_C.SOLVER.REFERENCE_WORLD_SIZE = 0  # automatic LR / batch scaling to the number of GPUs
+_C.TEST.EXPECTED_RESULTS = []
+_C.TEST.KEYPOINT_OKS_SIGMAS = []
+_C.TEST.AUG = CN()  # test-time augmentation
+_C.TEST.AUG.ENABLED = False
+_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
+_C.TEST.AUG.MAX_SIZE = 4000
+_C.TEST.AUG.FLIP = True
+_C.TEST.PRECISE_BN = CN()  # precise BN statistics before evaluation
+_C.TEST.PRECISE_BN.ENABLED = False
+_C.TEST.PRECISE_BN.NUM_ITER = 200
+_C.FLOAT32_PRECISION = ""  # torch float32 matmul precision
+_C.VIS_PERIOD = 0  # training-time visualisation
+_C.GLOBAL = CN()
+_C.GLOBAL.HACK = 1.0

@@ -29,16 +29,25 @@ class NoOpTransform(Transform):
 
 
 class ResizeTransform(Transform):
-    """Resize an (h, w) image to (new_h, new_w) with bilinear interpolation; boxes scale per axis."""
+    """Resize an (h, w) image to (new_h, new_w) with bilinear interpolation; boxes scale per axis.
 
-    def __init__(self, h: int, w: int, new_h: int, new_w: int):
-        self.h, self.w, self.new_h, self.new_w = h, w, new_h, new_w
+    ``interp`` "cv2": OpenCV's bilinear (mmdetection); "pil": PIL's bilinear, antialiased when shrinking (detectron2).
+    """
+
+    def __init__(self, h: int, w: int, new_h: int, new_w: int, interp: str = "cv2"):
+        if interp not in ("cv2", "pil"):
+            raise ValueError(f"ResizeTransform interp must be 'cv2' or 'pil', got {interp!r}")
+        self.h, self.w, self.new_h, self.new_w, self.interp = h, w, new_h, new_w, interp
 
     def apply_image(self, img):
         if img.shape[:2] != (self.h, self.w):
             raise ValueError(f"ResizeTransform expects a {self.h}x{self.w} (HxW) image, got {img.shape[:2]}")
         if (self.new_h, self.new_w) == (self.h, self.w):
             return img
+        if self.interp == "pil":
+            from PIL import Image
+
+            return np.asarray(Image.fromarray(img).resize((self.new_w, self.new_h), Image.BILINEAR))
         return cv2.resize(img, (self.new_w, self.new_h), interpolation=cv2.INTER_LINEAR)
 
     def apply_boxes(self, boxes):
@@ -111,9 +120,10 @@ class Augmentation:
 
 class ResizeShortestEdge(Augmentation):
     """Resize so the shorter side is one of ``short_edge_length`` ("choice") or uniform in its [min, max]
-    ("range"), capped so the longer side is at most ``max_size`` (0: no cap)."""
+    ("range"), capped so the longer side is at most ``max_size`` (0: no cap); ``interp`` as ResizeTransform."""
 
-    def __init__(self, short_edge_length: Union[int, Sequence[int]], max_size: int = 0, sample_style: str = "choice"):
+    def __init__(self, short_edge_length: Union[int, Sequence[int]], max_size: int = 0, sample_style: str = "choice",
+                 interp: str = "cv2"):
         if isinstance(short_edge_length, int):
             short_edge_length = (short_edge_length,)
         lengths = tuple(int(s) for s in short_edge_length)
@@ -123,7 +133,7 @@ class ResizeShortestEdge(Augmentation):
             raise ValueError(f"INPUT.MIN_SIZE_TRAIN must be positive sizes, got {short_edge_length!r}")
         if sample_style == "range" and (len(lengths) != 2 or lengths[0] > lengths[1]):
             raise ValueError(f"INPUT.MIN_SIZE_TRAIN with sampling 'range' must be [min, max], got {lengths}")
-        self.lengths, self.max_size, self.sample_style = lengths, int(max_size), sample_style
+        self.lengths, self.max_size, self.sample_style, self.interp = lengths, int(max_size), sample_style, interp
 
     def get_transform(self, image, rng):
         h, w = image.shape[:2]
@@ -132,7 +142,7 @@ class ResizeShortestEdge(Augmentation):
         else:
             short = self.lengths[int(rng.integers(len(self.lengths)))]
         new_h, new_w = shortest_edge_size(h, w, short, self.max_size)
-        return ResizeTransform(h, w, new_h, new_w)
+        return ResizeTransform(h, w, new_h, new_w, self.interp)
 
 
 class RandomFlip(Augmentation):
@@ -165,11 +175,13 @@ def apply_augmentations(augs: Sequence[Augmentation], image: np.ndarray, rng: np
 
 def build_augmentations(cfg, is_train: bool) -> List[Augmentation]:
     """Training: ResizeShortestEdge(MIN_SIZE_TRAIN, MAX_SIZE_TRAIN, sampling) then RandomFlip(RANDOM_FLIP).
-    Test: nothing (the model resizes test images itself)."""
+    Test: nothing (the model resizes test images itself). INPUT.RESIZE_STYLE "detectron2" resizes with PIL."""
     if not is_train:
         return []
+    interp = "pil" if cfg.INPUT.RESIZE_STYLE == "detectron2" else "cv2"
     augs: List[Augmentation] = [
-        ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING)
+        ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
+                           interp)
     ]
     flip = cfg.INPUT.RANDOM_FLIP
     if flip not in ("horizontal", "vertical", "none"):

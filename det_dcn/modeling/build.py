@@ -26,7 +26,9 @@ def build_model(cfg) -> nn.Module:
     """Build cfg.MODEL.META_ARCHITECTURE (weights are not loaded: see det_dcn.checkpoint) on cfg.MODEL.DEVICE."""
     # Importing the meta-architectures registers them (and pulls in every built-in component).
     from . import meta_arch  # noqa: F401
+    from ..config.compat import check_supported_parts
 
+    check_supported_parts(cfg)
     name = cfg.MODEL.META_ARCHITECTURE
     if name not in META_ARCH_REGISTRY:
         raise ValueError(

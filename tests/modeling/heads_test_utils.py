@@ -56,10 +56,22 @@ def all_config_files() -> List[str]:
     return sorted(glob.glob(os.path.join(REPO, "configs", "**", "*.yaml"), recursive=True))
 
 
+# Without a config file the tests start from the defaults, which are detectron2's; these name the components the
+# tests were written for (det_dcn's defaults before they became detectron2's).
+DET_DCN_COMPONENTS = [
+    "MODEL.BACKBONE.NAME", "build_resnet_fpn_backbone",
+    "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+    "MODEL.ROI_BOX_HEAD.NAME", "FastRCNNConvFCHead",
+    "INPUT.RESIZE_STYLE", "torchvision",
+]
+
+
 def tiny_cfg(config_file: Optional[str] = None, overrides: Optional[list] = None):
     cfg = get_cfg()
     if config_file is not None:
         cfg.merge_from_file(config_file)
+    else:
+        cfg.merge_from_list(DET_DCN_COMPONENTS)
     cfg.merge_from_list(TINY_OVERRIDES + list(overrides or []))
     return cfg
 

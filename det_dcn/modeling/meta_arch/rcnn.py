@@ -9,7 +9,7 @@ from ..build import META_ARCH_REGISTRY
 from ..image_list import ImageList
 from ..proposal_generator import build_proposal_generator
 from ..roi_heads import build_roi_heads
-from .preprocess import rescale_boxes, resize_image
+from .preprocess import RESIZE_STYLES, rescale_boxes, resize_image, resize_pixels
 
 
 @META_ARCH_REGISTRY.register()
@@ -22,8 +22,8 @@ class GeneralizedRCNN(nn.Module):
 
     - training: images are used at their given size; returns {"loss_rpn_cls", "loss_rpn_loc", "loss_cls",
       "loss_box_reg"} (scalar tensors).
-    - eval: each image is normalised, resized to MIN_SIZE_TEST / MAX_SIZE_TEST (torchvision's rule), padded, and
-      detections are mapped back to "height" x "width" (default: the given image's size); returns per image
+    - eval: each image is resized to MIN_SIZE_TEST / MAX_SIZE_TEST (INPUT.RESIZE_STYLE: detectron2's, mmdetection's
+      or torchvision's rule), normalised, padded, and detections are mapped back to "height" x "width" (default: the given image's size); returns per image
       {"boxes" ``[D, 4]``, "scores" ``[D]``, "classes" ``[D]`` int64}.
 
     Attributes: ``backbone``, ``proposal_generator``, ``roi_heads``.
@@ -40,6 +40,7 @@ class GeneralizedRCNN(nn.Module):
         min_size_test: int = 800,
         max_size_test: int = 1333,
         size_divisibility: int = 0,
+        resize_style: str = "torchvision",
     ):
         super().__init__()
         if len(pixel_mean) != len(pixel_std):
@@ -54,6 +55,9 @@ class GeneralizedRCNN(nn.Module):
         # Not persistent: the config is the source of truth, checkpoints stay free of preprocessing constants.
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean, dtype=torch.float32).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std, dtype=torch.float32).view(-1, 1, 1), False)
+        if resize_style not in RESIZE_STYLES:
+            raise ValueError(f"INPUT.RESIZE_STYLE='{resize_style}' is not one of {RESIZE_STYLES}")
+        self.resize_style = resize_style
         self.min_size_test = min_size_test
         self.max_size_test = max_size_test
         self.size_divisibility = max(int(size_divisibility), int(getattr(backbone, "size_divisibility", 0)))
@@ -79,6 +83,7 @@ class GeneralizedRCNN(nn.Module):
             min_size_test=cfg.INPUT.MIN_SIZE_TEST,
             max_size_test=cfg.INPUT.MAX_SIZE_TEST,
             size_divisibility=cfg.INPUT.SIZE_DIVISIBILITY,
+            resize_style=cfg.INPUT.RESIZE_STYLE,
         )
 
     @property
@@ -95,14 +100,18 @@ class GeneralizedRCNN(nn.Module):
                 f"batched_inputs[{i}]['image'] must be a [{self.pixel_mean.shape[0]}, H, W] tensor (CHW, in "
                 f"INPUT.FORMAT channel order), got {shape}"
             )
-        return img.to(self.device, non_blocking=True).float()
+        return img.to(self.device, non_blocking=True)
 
     def preprocess_image(self, batched_inputs: List[dict]) -> ImageList:
-        """Normalise, (eval only) resize, and pad the images into one batch."""
+        """(Eval only) resize, normalise, and pad the images into one batch."""
         if len(batched_inputs) == 0:
             raise ValueError("batched_inputs is empty; pass at least one image dict")
-        images = [(self._image(x, i) - self.pixel_mean) / self.pixel_std for i, x in enumerate(batched_inputs)]
-        if not self.training and self.min_size_test > 0:
+        images = [self._image(x, i) for i, x in enumerate(batched_inputs)]
+        resize = not self.training and self.min_size_test > 0
+        if resize and self.resize_style != "torchvision":  # detectron2 / mmdetection: the pixels, before normalising
+            images = [resize_pixels(x, self.min_size_test, self.max_size_test, self.resize_style) for x in images]
+        images = [(x.float() - self.pixel_mean) / self.pixel_std for x in images]
+        if resize and self.resize_style == "torchvision":
             images = [resize_image(x, self.min_size_test, self.max_size_test) for x in images]
         return ImageList.from_tensors(images, self.size_divisibility)
 
