@@ -21,6 +21,7 @@ from torch import nn
 
 from det_dcn.utils import comm
 from det_dcn.utils.atomic_io import atomic_torch_save, atomic_write_text
+from .convert_common import foreign_weights_message
 
 LAST_CHECKPOINT_TAG = "last_checkpoint"
 
@@ -159,6 +160,9 @@ class DetectionCheckpointer:
         """
         if not path:
             raise ValueError("DetectionCheckpointer.load: empty path")
+        foreign = foreign_weights_message(path)
+        if foreign:
+            raise ValueError(foreign)
         if not os.path.isfile(path):
             raise FileNotFoundError(f"Checkpoint file '{path}' does not exist (check MODEL.WEIGHTS / OUTPUT_DIR)")
         self.logger.info(f"Loading checkpoint from {path}")

@@ -136,7 +136,8 @@ _C.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO = 0  # 0 = adaptive, ceil(roi_size /
 # det_dcn: "DeformRoIPool" (DCNv1 dpool) and "ModulatedDeformRoIPool" (DCNv2 mdpool).
 _C.MODEL.ROI_BOX_HEAD.POOLER_TYPE = "ROIAlignV2"
 # det_dcn: RoI-to-level rule floor(LEVEL + log2(sqrt(area) / BOX_SIZE)): "detectron2" adds 1e-8 inside the log,
-# "torchvision" adds 1e-6 outside it (they differ for boxes right at a level boundary).
+# "torchvision" adds 1e-6 outside it, "mmdet" adds 1e-6 to sqrt(area) / finest_scale (56 for P2..P5) inside it
+# (they differ for boxes right at a level boundary).
 _C.MODEL.ROI_BOX_HEAD.POOLER_LEVEL_MAPPER = "detectron2"
 _C.MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_BOX_SIZE = 224  # det_dcn: a box of this size (sqrt area) ...
 _C.MODEL.ROI_BOX_HEAD.POOLER_CANONICAL_LEVEL = 4  # det_dcn: ... is pooled from this level (FPN paper eq. 1)

@@ -18,7 +18,7 @@ from ..box_ops import box_area, boxes_to_rois
 POOLER_REGISTRY = Registry("POOLER")
 POOLER_REGISTRY.__doc__ = __doc__
 
-LEVEL_MAPPERS = ("detectron2", "torchvision")
+LEVEL_MAPPERS = ("detectron2", "torchvision", "mmdet")
 
 
 @POOLER_REGISTRY.register(name="ROIAlign")
@@ -87,7 +87,9 @@ def assign_boxes_to_levels(
 
     Args:
         boxes: per image ``[P_i, 4]``.
-        mapper: "detectron2" adds 1e-8 to the ratio inside the log; "torchvision" adds 1e-6 after the log.
+        mapper: "detectron2" adds 1e-8 to the ratio inside the log; "torchvision" adds 1e-6 after the log;
+            "mmdet" is mmdetection's SingleRoIExtractor: min_level + floor(log2(sqrt(area) / finest + 1e-6)), with
+            finest = canonical_box_size / 2 ** (canonical_level - min_level) (56 for P2 at 224 / level 4).
     Returns:
         ``[sum P_i]`` int64 level index relative to ``min_level`` (0 = the first pooled level).
     """
@@ -96,6 +98,9 @@ def assign_boxes_to_levels(
         levels = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size + 1e-8))
     elif mapper == "torchvision":
         levels = torch.floor(canonical_level + torch.log2(sizes / canonical_box_size) + 1e-6)
+    elif mapper == "mmdet":
+        finest = canonical_box_size / 2 ** (canonical_level - min_level)
+        levels = min_level + torch.floor(torch.log2(sizes / finest + 1e-6))
     else:
         raise ValueError(f"Unknown level mapper '{mapper}'; expected one of {LEVEL_MAPPERS}")
     levels = torch.clamp(levels, min=min_level, max=max_level)
