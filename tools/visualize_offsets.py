@@ -88,14 +88,11 @@ def pick_layers(records: dict, names: Optional[Sequence[str]], levels: int) -> L
 
 def resize_ratios(cfg, height: int, width: int) -> np.ndarray:
     """(x, y) factors from the input image's pixels to the pixels of the image the model sees (its own test-time
-    resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST: scale s, size floor(n * s), boxes mapped back by the size
-    ratio)."""
-    if cfg.INPUT.MIN_SIZE_TEST <= 0:
-        return np.ones(2)
-    from det_dcn.modeling.meta_arch.preprocess import resize_scale
+    resize to INPUT.MIN_SIZE_TEST / MAX_SIZE_TEST in INPUT.RESIZE_STYLE, boxes mapped back by the size ratio)."""
+    from det_dcn.modeling.meta_arch.preprocess import resized_size
 
-    s = resize_scale(height, width, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST)
-    return np.array([np.floor(width * s) / width, np.floor(height * s) / height])
+    h, w = resized_size(height, width, cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.RESIZE_STYLE)
+    return np.array([w / width, h / height])
 
 
 def run_pooler_on_boxes(model, features, boxes_resized: torch.Tensor) -> None:

@@ -76,3 +76,13 @@ def test_model_resizes_pixels_before_normalising():
     expected = (resize_pixels(img, 80, 200, "detectron2").float() - model.pixel_mean) / model.pixel_std
     assert images.image_sizes[0] == (80, 100)
     torch.testing.assert_close(images.tensor[0, :, :80, :100], expected)
+
+
+@pytest.mark.parametrize("style", ["detectron2", "mmdet", "torchvision"])
+def test_resized_size_is_the_size_the_model_sees(style):
+    from det_dcn.modeling.meta_arch.preprocess import resize_image, resized_size
+
+    for h, w in [(480, 640), (333, 500), (161, 167), (1000, 300)]:
+        img = torch.zeros(3, h, w, dtype=torch.uint8)
+        out = resize_image(img.float(), 160, 256) if style == "torchvision" else resize_pixels(img, 160, 256, style)
+        assert tuple(out.shape[-2:]) == resized_size(h, w, 160, 256, style), (h, w)

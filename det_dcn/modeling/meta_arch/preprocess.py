@@ -1,5 +1,6 @@
 """Image preprocessing inside the model: normalisation and test-time resizing in the style of INPUT.RESIZE_STYLE."""
 
+import math
 from typing import Tuple
 
 import torch
@@ -34,6 +35,19 @@ def resize_image(image: Tensor, min_size: int, max_size: int) -> Tensor:
 RESIZE_STYLES = ("detectron2", "mmdet", "torchvision")
 
 
+def resized_size(height: int, width: int, min_size: int, max_size: int, style: str) -> Tuple[int, int]:
+    """(h, w) of the image the model sees after its test-time resize in INPUT.RESIZE_STYLE ``style``:
+    floor(side * scale) for "torchvision", rounded for "detectron2" / "mmdet"; unchanged when ``min_size <= 0``."""
+    if min_size <= 0:
+        return height, width
+    if style == "torchvision":
+        s = resize_scale(height, width, min_size, max_size)
+        return int(math.floor(height * s)), int(math.floor(width * s))
+    from det_dcn.data.transforms import shortest_edge_size  # the one rounding rule, shared with training
+
+    return shortest_edge_size(height, width, min_size, max_size)
+
+
 def resize_pixels(image: Tensor, min_size: int, max_size: int, style: str) -> Tensor:
     """Resize a ``[C, H, W]`` image on the 0-255 scale, before normalisation, as detectron2 or mmdetection do.
 
@@ -42,13 +56,11 @@ def resize_pixels(image: Tensor, min_size: int, max_size: int, style: str) -> Te
     uint8 antialiased kernel reproduces PIL's: within one grey level on < 0.2% of pixels); "mmdet": OpenCV's
     bilinear, no antialiasing (float interpolation then rounding: within one grey level of cv2.resize).
     """
-    from det_dcn.data.transforms import shortest_edge_size  # the one size rule, shared with training
-
     if style not in ("detectron2", "mmdet"):
         raise ValueError(f"INPUT.RESIZE_STYLE='{style}' does not resize before normalisation; expected "
                          f"'detectron2' or 'mmdet'")
     h, w = (int(s) for s in image.shape[-2:])
-    size = shortest_edge_size(h, w, min_size, max_size)
+    size = resized_size(h, w, min_size, max_size, style)
     if size == (h, w):
         return image
     antialias = style == "detectron2"
