@@ -23,10 +23,11 @@ import torch
 from tqdm import tqdm
 
 from det_dcn.config import get_cfg
+from det_dcn.data import read_image
 from det_dcn.utils.atomic_io import atomic_imwrite, atomic_write_json
-from det_dcn.utils.class_names import class_names_from_cfg
-from det_dcn.utils.image_inputs import expand_inputs, read_image
-from det_dcn.utils.visualizer import class_name, draw_detections, upscale_for_display
+from det_dcn.vis.class_names import class_names_from_cfg
+from det_dcn.vis.image_inputs import expand_inputs
+from det_dcn.vis.visualizer import class_name, draw_detections, upscale_for_display
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -121,7 +122,7 @@ def run_images(predictor, files, out_dir, class_names, threshold, min_size) -> T
 def run_video(predictor, path, out_dir, class_names, threshold) -> int:
     """Process every frame of the video ``path``: DIR/<stem>.mp4 with drawn detections and DIR/<stem>.json with
     one record per frame. Returns the number of frames; raises ValueError naming the file when it cannot be read."""
-    from det_dcn.utils.video import VideoReader, VideoWriter
+    from det_dcn.vis.video import VideoReader, VideoWriter
 
     reader = VideoReader(path)
     stem = os.path.splitext(os.path.basename(path))[0] or "video"

@@ -31,13 +31,13 @@ import numpy as np
 import torch
 
 from det_dcn.config import get_cfg
+from det_dcn.data import read_image
 from det_dcn.utils.atomic_io import atomic_imwrite
-from det_dcn.utils.class_names import class_names_from_cfg
-from det_dcn.utils.deform_hooks import DeformRecorder, deformable_conv_modules, deformable_pool_modules
-from det_dcn.utils.deform_sampling import dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
-from det_dcn.utils.image_inputs import read_image
-from det_dcn.utils.offset_figures import dcn_panel, dcn_positions_panel, detections_panel, dpool_panel
-from det_dcn.utils.visualizer import class_color, class_name, hstack_panels
+from det_dcn.vis.class_names import class_names_from_cfg
+from det_dcn.vis.deform_hooks import DeformRecorder, deformable_conv_modules, deformable_pool_modules
+from det_dcn.vis.deform_sampling import dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
+from det_dcn.vis.offset_figures import dcn_panel, dcn_positions_panel, detections_panel, dpool_panel
+from det_dcn.vis.visualizer import class_color, class_name, hstack_panels
 
 
 def get_parser() -> argparse.ArgumentParser:
