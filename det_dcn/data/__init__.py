@@ -1,8 +1,9 @@
 """Datasets, per-image mapping, samplers and loaders.
 
-Public API (see /work/contracts.md): DatasetCatalog, MetadataCatalog, register_coco_instances, load_coco_json,
+Public API: DatasetCatalog, MetadataCatalog, register_coco_instances, load_coco_json,
 build_detection_train_loader, build_detection_test_loader, DatasetMapper, TrainingSampler, InferenceSampler.
-Importing this package registers the built-in datasets (coco_2017_*, shapes_*).
+Importing this package registers the built-in datasets (coco_2017_*, shapes_*). The dataset dict format is in
+det_dcn/data/coco.py's docstring; what the mapper makes of it in det_dcn/data/mapper.py's.
 """
 
 from .build import build_detection_test_loader, build_detection_train_loader, get_detection_dataset_dicts

@@ -54,8 +54,8 @@ def build_detection_train_loader(cfg, mapper: Optional[DatasetMapper] = None, st
     world = comm.get_world_size()
     total = cfg.SOLVER.IMS_PER_BATCH
     if total <= 0 or total % world != 0:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) must be a positive multiple of the number of "
-                         f"processes ({world})")
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) is the total batch over all processes and must be a "
+                         f"positive multiple of the number of processes ({world})")
     if dataset_dicts is None:
         dataset_dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:
