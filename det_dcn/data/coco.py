@@ -131,3 +131,33 @@ def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
+
+
+def register_coco_from_cfg(cfg) -> List[str]:
+    """Register the datasets of ``DATASETS.CUSTOM_COCO`` ([name, json_file, image_root] each); returns their names.
+
+    Called by the loaders (and the demo tools) before they look names up, so it is idempotent: a name already
+    registered with the same files is left alone. Errors name the key, the entry and what was expected; a missing
+    annotation file or image folder is reported here, before any training starts, as for the built-in datasets.
+    """
+    key = "DATASETS.CUSTOM_COCO"
+    names = []
+    for entry in cfg.DATASETS.CUSTOM_COCO:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 3 and all(isinstance(v, str) and v for v in entry)):
+            raise ValueError(f"{key}: each entry must be [name, json_file, image_root] (three non-empty strings), "
+                             f"got {entry!r}")
+        name, json_file, image_root = entry
+        if name in DatasetCatalog:
+            meta = MetadataCatalog.get(name)
+            if (meta.get("json_file"), meta.get("image_root")) != (json_file, image_root):
+                raise ValueError(f"{key}: dataset {name!r} is already registered (annotation file "
+                                 f"{meta.get('json_file')!r}, images {meta.get('image_root')!r}); pick another name")
+            names.append(name)
+            continue
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"{key}: dataset {name!r}: annotation file not found: {json_file}")
+        if not os.path.isdir(image_root):
+            raise FileNotFoundError(f"{key}: dataset {name!r}: image folder not found: {image_root}")
+        register_coco_instances(name, json_file, image_root)
+        names.append(name)
+    return names

@@ -3,7 +3,7 @@
 import sys
 from typing import List, Optional
 
-from det_dcn.data import DatasetCatalog, MetadataCatalog
+from det_dcn.data import DatasetCatalog, MetadataCatalog, register_coco_from_cfg
 
 
 def class_names_from_cfg(cfg) -> Optional[List[str]]:
@@ -13,6 +13,7 @@ def class_names_from_cfg(cfg) -> Optional[List[str]]:
     Names whose count differs from MODEL.ROI_HEADS.NUM_CLASSES belong to another dataset than the model was
     trained on: they are not used (a warning says so) rather than put wrong names on boxes.
     """
+    register_coco_from_cfg(cfg)
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
         if name in DatasetCatalog.list():
             names = MetadataCatalog.get(name).get("thing_classes")

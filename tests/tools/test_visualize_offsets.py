@@ -125,6 +125,6 @@ def test_offsets_argument_and_model_errors(setup, tmp_path, capsys):
     # A model without deformable layers: nothing to draw, said plainly.
     code = tool.main(["--config-file", cfg_path, "--input", images[0], "--output", str(tmp_path / "o"),
                       "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, False, False, False]",
-                      "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2", "MODEL.WEIGHTS", ""])
+                      "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2", "MODEL.WEIGHTS", "", "--allow-random-weights"])
     assert code == 1
     assert "no deformable" in capsys.readouterr().err
