@@ -16,7 +16,7 @@ ROOT = os.path.dirname(det_dcn.__file__)
 # package (det_dcn.layers: only torch / torchvision, usable as a standalone plugin).
 FLOORS = [
     {"utils", "layers", "config"},
-    {"modeling", "data", "solver", "checkpoint"},
+    {"modeling", "data", "solver", "checkpoint", "testing"},
     {"evaluation"},
     {"engine", "deploy"},
     {"vis"},
