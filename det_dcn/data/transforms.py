@@ -11,6 +11,8 @@ from typing import List, Sequence, Tuple, Union
 import cv2
 import numpy as np
 
+from det_dcn.utils.resize import shortest_edge_size  # one rule with the model's test-time resize
+
 
 class Transform:
     def apply_image(self, img: np.ndarray) -> np.ndarray:
@@ -102,15 +104,6 @@ class TransformList(Transform):
         for t in self.transforms:
             boxes = t.apply_boxes(boxes)
         return boxes
-
-
-def shortest_edge_size(h: int, w: int, short: int, max_size: int) -> Tuple[int, int]:
-    """Output (h, w) with the shorter side ``short`` unless the longer side would exceed ``max_size``
-    (then the longer side is ``max_size``); aspect ratio kept, sides rounded to nearest int."""
-    scale = short / min(h, w)
-    if max_size > 0 and max(h, w) * scale > max_size:
-        scale = max_size / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
 
 
 class Augmentation:

@@ -7,6 +7,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from ...utils.resize import shortest_edge_size
+
 
 def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
     """Scale that brings the short side to ``min_size`` unless the long side would pass ``max_size`` (<= 0: no cap).
@@ -43,8 +45,6 @@ def resized_size(height: int, width: int, min_size: int, max_size: int, style: s
     if style == "torchvision":
         s = resize_scale(height, width, min_size, max_size)
         return int(math.floor(height * s)), int(math.floor(width * s))
-    from det_dcn.data.transforms import shortest_edge_size  # the one rounding rule, shared with training
-
     return shortest_edge_size(height, width, min_size, max_size)
 
 
