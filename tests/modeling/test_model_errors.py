@@ -35,7 +35,7 @@ DC5 = f"{REPO}/configs/Base-RCNN-DilatedC5.yaml"
     (FPN, ["MODEL.RPN.HEAD_NAME", "X"], r"RPN.HEAD_NAME='X'.*StandardRPNHead"),
     (FPN, ["MODEL.ROI_BOX_HEAD.NAME", "X"], r"ROI_BOX_HEAD.NAME='X'.*FastRCNNConvFCHead"),
     (FPN, ["MODEL.META_ARCHITECTURE", "RetinaNet"], r"META_ARCHITECTURE='RetinaNet'.*GeneralizedRCNN"),
-    (FPN, ["MODEL.ROI_BOX_HEAD.POOLER_LEVEL_MAPPER", "mmdet"], "POOLER_LEVEL_MAPPER"),
+    (FPN, ["MODEL.ROI_BOX_HEAD.POOLER_LEVEL_MAPPER", "caffe2"], "POOLER_LEVEL_MAPPER"),
     (FPN, ["INPUT.FORMAT", "YUV"], "INPUT.FORMAT"),
     (FPN, ["MODEL.PIXEL_STD", [1.0, 0.0, 1.0]], "PIXEL_STD must be positive"),
     # DC5 on two levels with different channel counts: the shared RPN head cannot take both
