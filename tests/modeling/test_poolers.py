@@ -31,7 +31,7 @@ def test_level_mappers_differ_only_at_the_boundary():
     assert assign_boxes_to_levels(boxes, 2, 5, mapper="detectron2").item() + 2 == 3
     assert assign_boxes_to_levels(boxes, 2, 5, mapper="torchvision").item() + 2 == 4
     with pytest.raises(ValueError, match="level mapper"):
-        assign_boxes_to_levels(boxes, 2, 5, mapper="mmdet")
+        assign_boxes_to_levels(boxes, 2, 5, mapper="caffe2")
 
 
 def features_and_boxes(channels=4, seed=0):
