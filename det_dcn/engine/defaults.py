@@ -11,15 +11,35 @@ import torch
 from det_dcn.utils import comm
 from det_dcn.utils.logger import setup_logger
 
-from .env_info import collect_env_info
-from .seeding import generate_seed, seed_all_rng
 from det_dcn.utils.atomic_io import atomic_write_text
+from det_dcn.utils.seeding import seed_from_cfg
+
+from .env_info import collect_env_info
+
+
+class _FlagsAnywhereParser(argparse.ArgumentParser):
+    """Flags may also follow the ``KEY VALUE`` overrides (``... SOLVER.MAX_ITER 10 --resume``): argparse's REMAINDER
+    would take them as overrides, so every ``--flag`` found there is parsed as a flag (config keys never start
+    with "--"); an unknown one is an error naming it."""
+
+    def parse_args(self, args=None, namespace=None):
+        ns = super().parse_args(args, namespace)
+        overrides, rest = [], list(ns.opts or [])
+        while rest:
+            first_flag = next((i for i, t in enumerate(rest) if t.startswith("--")), len(rest))
+            overrides += rest[:first_flag]
+            if first_flag == len(rest):
+                break
+            ns = super().parse_args(rest[first_flag:], ns)  # already-set flags keep their values
+            rest = list(ns.opts or [])
+        ns.opts = overrides
+        return ns
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """detectron2's training flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines,
-    --machine-rank, --dist-url, then ``KEY VALUE`` config overrides."""
-    parser = argparse.ArgumentParser(
+    --machine-rank, --dist-url, and ``KEY VALUE`` config overrides (flags may come before or after them)."""
+    parser = _FlagsAnywhereParser(
         epilog=epilog
         or (
             "Examples:\n"
@@ -51,23 +71,8 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         help="rendezvous of the processes: 'auto' (a free localhost port, one machine) or tcp://IP_OF_MACHINE0:PORT",
     )
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 1000")
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 1000 (flags may follow)")
     return parser
-
-
-def resolve_seed(cfg) -> int:
-    """SEED >= 0 as is; SEED < 0: a seed drawn on rank 0 and shared, written into ``cfg`` so config.yaml can
-    repeat the run (per-rank generators are then seeded with ``SEED + rank`` as with a fixed seed)."""
-    seed = int(cfg.SEED)
-    if seed < 0:
-        seed = int(comm.all_gather(generate_seed())[0])
-        was_frozen = cfg.is_frozen()
-        cfg.defrost()
-        cfg.SEED = seed
-        if was_frozen:
-            cfg.freeze()
-        logging.getLogger("det_dcn").info(f"SEED < 0: using the generated seed {seed} (saved in config.yaml)")
-    return seed
 
 
 def default_setup(cfg, args) -> None:
@@ -94,10 +99,9 @@ def default_setup(cfg, args) -> None:
     config_file = getattr(args, "config_file", "")
     if config_file:
         with open(config_file, "r", encoding="utf-8") as f:
-            logger.info(f"Contents of config file {config_file}:\n{f.read()}")
+            logger.debug(f"Contents of config file {config_file}:\n{f.read()}")  # log.txt only; all keys below
 
-    seed = resolve_seed(cfg)
-    seed_all_rng(seed + rank)
+    seed = seed_from_cfg(cfg)
     logger.info(f"Seeded Python, NumPy and torch with SEED + rank = {seed + rank}")
 
     if comm.is_main_process():

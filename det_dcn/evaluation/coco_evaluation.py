@@ -155,7 +155,7 @@ class COCOEvaluator(DatasetEvaluator):
             ev.evaluate()
             ev.accumulate()
             ev.summarize()
-        logger.info(f"COCO evaluation of {self.dataset_name!r}:\n{out.getvalue()}")
+        logger.debug(f"COCO evaluation of {self.dataset_name!r}:\n{out.getvalue()}")  # log.txt; console: one table
         res = {k: (float(v) * 100 if v >= 0 else float("nan")) for k, v in zip(METRICS, ev.stats[:6])}
         # precision: [IoU thresholds, recall points, categories, area ranges, max dets]; area "all", 100 dets.
         precision = ev.eval["precision"]
@@ -167,7 +167,7 @@ class COCOEvaluator(DatasetEvaluator):
             name = self._class_names[self._meta.thing_dataset_id_to_contiguous_id[cat_id]]
             res[f"AP-{name}"] = ap
             rows.append((name, ap))
-        logger.info("Per-category bbox AP:\n" + _table(rows))
+        logger.debug("Per-category bbox AP:\n" + _table(rows))
         return res
 
 
