@@ -48,11 +48,17 @@ class StopRequest:
             return
         self.signum = signum
 
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # Python delivers signals to the main thread only; a trainer run elsewhere keeps the defaults
+    def install(self) -> bool:
+        """Start catching (and forget an earlier signal); False when already installed or not the main thread.
+
+        Install it before starting data loader worker processes: forked workers inherit the handler, so a
+        signal sent to every process of the job (SLURM does) does not kill them under the main process."""
+        if self._previous or threading.current_thread() is not threading.main_thread():
+            return False  # Python delivers signals to the main thread only; a trainer run elsewhere keeps defaults
+        self.signum = 0
         for sig in STOP_SIGNALS:
             self._previous[sig] = signal.signal(sig, self._handle)
+        return True
 
     def uninstall(self) -> None:
         for sig, handler in self._previous.items():

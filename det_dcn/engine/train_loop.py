@@ -92,6 +92,7 @@ class TrainerBase:
         self.storage: Optional[EventStorage] = None
         self.train_succeeded = False
         self.stopped_by: Optional[str] = None
+        self.stop_request = StopRequest()
 
     def register_hooks(self, hooks: Iterable[Optional[HookBase]]) -> None:
         for h in hooks:
@@ -109,15 +110,14 @@ class TrainerBase:
         self.max_iter = max_iter
         self.train_succeeded = False
         self.stopped_by = None
-        stop = StopRequest()
+        self.stop_request.install()  # (unless a subclass installed it earlier, before starting data workers)
         with EventStorage(start_iter) as self.storage:
             try:
-                stop.install()
                 self.before_train()
                 for self.iter in range(start_iter, max_iter):
                     self.before_step()
                     self.run_step()
-                    self.stopped_by = stop.agreed()
+                    self.stopped_by = self.stop_request.agreed()
                     self.after_step()
                     if self.stopped_by:
                         break
@@ -132,7 +132,9 @@ class TrainerBase:
                     logger.exception(f"Exception during training at iteration {self.iter}:")
                 raise
             finally:
-                stop.uninstall()
+                # Default handlers again for the final evaluation: a signal then ends the process as usual (the
+                # final checkpoint is saved).
+                self.stop_request.uninstall()
                 self.after_train()
         if self.stopped_by:
             raise TrainingStopped(f"Training stopped by {self.stopped_by} after iteration {self.iter}")

@@ -134,13 +134,16 @@ class DefaultTrainer(SimpleTrainer):
         """Train from ``start_iter`` to SOLVER.MAX_ITER; returns the last evaluation results (main process) or
         None when nothing was evaluated. Raises TrainingStopped (a SystemExit) after saving when SIGTERM /
         SIGUSR1 arrived."""
-        self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
-        # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.
-        self.restore_rng_state()
+        # Before the loader's worker processes start, so they inherit the handler (see preemption.StopRequest).
+        self.stop_request.install()
         try:
+            self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
+            # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.
+            self.restore_rng_state()
             super().train(self.start_iter, self.max_iter)
         finally:
             self.close_data_loader()
+            self.stop_request.uninstall()
         if self._eval_hook is not None and comm.is_main_process():
             return self._eval_hook.latest_results
         return None
