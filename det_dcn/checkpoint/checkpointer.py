@@ -20,6 +20,7 @@ import errno
 import logging
 import os
 import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -65,7 +66,9 @@ def read_checkpoint(path: str) -> Any:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"Checkpoint file '{path}' does not exist (check MODEL.WEIGHTS / OUTPUT_DIR)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's "please file an issue" about a pickle protocol: not the user's
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ValueError(describe_unreadable(path, e)) from None
 
