@@ -8,6 +8,7 @@ from typing import Optional
 
 import torch
 
+from det_dcn.config.overrides import split_overrides
 from det_dcn.utils import comm
 from det_dcn.utils.logger import setup_logger
 
@@ -18,20 +19,15 @@ from .env_info import collect_env_info
 
 
 class _FlagsAnywhereParser(argparse.ArgumentParser):
-    """Flags may also follow the ``KEY VALUE`` overrides (``... SOLVER.MAX_ITER 10 --resume``): argparse's REMAINDER
-    would take them as overrides, so every ``--flag`` found there is parsed as a flag (config keys never start
-    with "--"); an unknown one is an error naming it."""
+    """``KEY VALUE`` overrides may stand before, between or after the flags (``... SOLVER.MAX_ITER 10 --resume``),
+    told apart as the other tools do (det_dcn.config.overrides); an unknown ``--flag`` is an error naming it."""
 
     def parse_args(self, args=None, namespace=None):
-        ns = super().parse_args(args, namespace)
-        overrides, rest = [], list(ns.opts or [])
-        while rest:
-            first_flag = next((i for i, t in enumerate(rest) if t.startswith("--")), len(rest))
-            overrides += rest[:first_flag]
-            if first_flag == len(rest):
-                break
-            ns = super().parse_args(rest[first_flag:], ns)  # already-set flags keep their values
-            rest = list(ns.opts or [])
+        flags, overrides = split_overrides(self, list(sys.argv[1:] if args is None else args))
+        unknown = [t for t in overrides if t.startswith("--")]
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)} (flags: see --help)")
+        ns = super().parse_args(flags, namespace)
         ns.opts = overrides
         return ns
 
