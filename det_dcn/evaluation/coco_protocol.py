@@ -56,3 +56,13 @@ class EvalResult:
             if pk.size:
                 out[k] = np.mean(pk)
         return out
+
+
+def format_summary(stats: np.ndarray) -> str:
+    """The 12 lines ``COCOeval.summarize`` prints, from ``stats`` [12]."""
+    lines = []
+    for (_, ap, iou_thr, area, max_dets), value in zip(SUMMARY, stats):
+        title, kind = ("Average Precision", "(AP)") if ap else ("Average Recall", "(AR)")
+        iou = f"{IOU_THRS[0]:0.2f}:{IOU_THRS[-1]:0.2f}" if iou_thr is None else f"{iou_thr:0.2f}"
+        lines.append(f" {title:<18} {kind} @[ IoU={iou:<9} | area={area:>6s} | maxDets={max_dets:>3d} ] = {value:0.3f}")
+    return "\n".join(lines)

@@ -132,11 +132,16 @@ class Detections:
     def check_finite(self, source: str = "detections") -> None:
         """Raise ValueError naming the first image whose boxes or scores are NaN or infinite."""
         for name, arr in (("bbox", self.bbox), ("score", self.score)):
-            bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(1)
+            bad = nonfinite_rows(arr)
             if bad.any():
                 i = int(np.flatnonzero(bad)[0])
                 raise ValueError(f"{source}: {int(bad.sum())} detections have a non-finite {name}, e.g. image id "
                                  f"{self.image_id[i]!r}: {name}={arr[i].tolist()}")
+
+
+def nonfinite_rows(arr: np.ndarray) -> np.ndarray:
+    """[N] or [N, C] -> [N] bool: rows holding a NaN or an infinity."""
+    return ~np.isfinite(arr if arr.ndim == 2 else arr[:, None]).all(1)
 
 
 def _lookup(sorted_ids: np.ndarray, values: np.ndarray) -> np.ndarray:

@@ -17,7 +17,9 @@ from .coco_tables import Detections, GroundTruth
 
 def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
     """Precision and recall of ``dets`` against ``gt`` (pycocotools' defaults: 10 IoU thresholds, 4 area ranges,
-    1/10/100 detections). Raises ValueError for detections of images or categories not in ``gt``."""
+    1/10/100 detections). Raises ValueError for detections of images or categories not in ``gt`` and for
+    non-finite boxes or scores."""
+    dets.check_finite()
     idx = dets.index_into(gt)
     num_k = len(gt.cat_ids)
     key = idx["img"] * num_k + idx["cat"]
