@@ -17,7 +17,7 @@ from det_dcn.data import DatasetCatalog, MetadataCatalog
 from det_dcn.utils import comm
 
 from .coco_gt import dicts_to_coco_gt, load_coco_gt
-from .coco_protocol import EvalResult, format_summary
+from .coco_protocol import METRIC_NAMES, EvalResult, format_summary
 from .coco_tables import Detections, GroundTruth, nonfinite_rows
 from .evaluator import DatasetEvaluator
 from .fast_cocoeval import evaluate_boxes
@@ -25,7 +25,7 @@ from .results_io import write_coco_results
 
 logger = logging.getLogger(__name__)
 
-METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+METRICS = METRIC_NAMES[:6]  # the AP numbers reported
 BACKENDS = ("fast", "pycocotools")
 __all__ = ["COCOEvaluator", "dicts_to_coco_gt", "merge_rank_predictions"]
 

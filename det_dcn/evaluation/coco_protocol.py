@@ -21,6 +21,7 @@ SUMMARY = (
     ("AR1", False, None, "all", 1), ("AR10", False, None, "all", 10), ("AR100", False, None, "all", 100),
     ("ARs", False, None, "small", 100), ("ARm", False, None, "medium", 100), ("ARl", False, None, "large", 100),
 )
+METRIC_NAMES = tuple(row[0] for row in SUMMARY)
 
 
 @dataclass
