@@ -29,6 +29,16 @@ def pycoco_box_iou(dt: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndar
         return np.where((w > 0) & (h > 0), inter / union, 0.0)
 
 
+def runs(key: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    """For ``key`` [N] sorted (equal keys adjacent): the index of each row's run of equal keys [N] and the row's
+    position within its run [N]."""
+    if not len(key):
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    first = np.r_[True, key[1:] != key[:-1]]
+    run = np.cumsum(first) - 1
+    return run, np.arange(len(key)) - np.flatnonzero(first)[run]
+
+
 def outside_area(area: np.ndarray) -> np.ndarray:
     """[N] areas -> [N, A] bool: outside each of pycocotools' area ranges (bounds inclusive)."""
     return (area[:, None] < AREA_RNG[:, 0]) | (area[:, None] > AREA_RNG[:, 1])
@@ -80,9 +90,7 @@ def _greedy(key: np.ndarray, iou: np.ndarray, crowd: np.ndarray, id_nonzero: np.
     """
     n, size = iou.shape
     thr = np.minimum(IOU_THRS, 1 - 1e-10)[None, None, :, None]
-    first = np.r_[True, key[1:] != key[:-1]]
-    pair = np.cumsum(first) - 1
-    rank = np.arange(n) - np.flatnonzero(first)[pair]  # position among its pair's candidates
+    pair, rank = runs(key)  # rank: position among its pair's candidates
     order = np.argsort(rank, kind="stable")
     bounds = np.searchsorted(rank[order], np.arange(rank.max() + 2))
     taken = np.zeros((pair[-1] + 1, ignore.shape[1], len(IOU_THRS), size), dtype=bool)  # [P, A, T, G]

@@ -10,7 +10,7 @@ IoU threshold (:mod:`.box_matching`); accumulate precision / recall per category
 import numpy as np
 
 from .accumulate import accumulate
-from .box_matching import match_detections, outside_area
+from .box_matching import match_detections, outside_area, runs
 from .coco_protocol import EvalResult, MAX_DETS
 from .coco_tables import Detections, GroundTruth
 
@@ -25,10 +25,9 @@ def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
     key = idx["img"] * num_k + idx["cat"]
     order = np.lexsort((np.arange(len(key)), -dets.score, key))  # by pair, score descending, results order
     key = key[order]
-    first = np.r_[True, key[1:] != key[:-1]] if len(key) else np.zeros(0, bool)
-    rank = np.arange(len(key)) - np.flatnonzero(first)[np.cumsum(first) - 1] if len(key) else key
-    keep = order[rank < max(MAX_DETS)]  # pycocotools drops the rest before anything else
-    key, rank = key[rank < max(MAX_DETS)], rank[rank < max(MAX_DETS)]
+    rank = runs(key)[1]
+    top = rank < max(MAX_DETS)  # pycocotools drops the rest before anything else
+    keep, key, rank = order[top], key[top], rank[top]
     bbox = dets.bbox[keep]
     tp, fp = match_detections(gt, key, bbox, bbox[:, 2] * bbox[:, 3])
     counted = ~(gt.crowd[:, None] | outside_area(gt.area))  # [G, A] boxes a detection must find

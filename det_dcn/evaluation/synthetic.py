@@ -8,7 +8,7 @@ images with more than 100 detections of one category; ``quantize`` rounds coordi
 scores tie, which exercises pycocotools' tie-breaking.
 """
 
-from typing import Tuple
+from typing import Dict, List, Tuple
 
 import numpy as np
 
@@ -73,3 +73,19 @@ def _random_boxes(rng: np.random.Generator, n: int, w: int, h: int, quantize: bo
     x, y = rng.uniform(0, 1, n) * (w - bw), rng.uniform(0, 1, n) * (h - bh)
     boxes = np.stack([x, y, bw, bh], 1)
     return np.round(boxes) if quantize else boxes
+
+
+def as_dataset_dicts(gt: dict) -> Tuple[List[dict], List[str], Dict[int, int]]:
+    """A generated COCO dict as a dict-registered dataset: (dataset dicts with XYXY boxes and contiguous classes,
+    thing_classes, thing_dataset_id_to_contiguous_id); :func:`det_dcn.evaluation.coco_gt.dicts_to_coco_gt` inverts
+    it."""
+    cats = sorted(c["id"] for c in gt["categories"])
+    id_map = {c: i for i, c in enumerate(cats)}
+    by_img = {im["id"]: [] for im in gt["images"]}
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        by_img[a["image_id"]].append({"bbox": [x, y, x + w, y + h], "category_id": id_map[a["category_id"]],
+                                      "iscrowd": a["iscrowd"]})
+    dicts = [{"file_name": im["file_name"], "image_id": im["id"], "height": im["height"], "width": im["width"],
+              "annotations": by_img[im["id"]]} for im in gt["images"]]
+    return dicts, [f"class_{c}" for c in cats], id_map

@@ -15,7 +15,7 @@ from det_dcn.evaluation.coco_tables import Detections, GroundTruth
 from det_dcn.evaluation.fast_cocoeval import evaluate_boxes
 from det_dcn.evaluation.pycocotools_eval import pycocotools_evaluate
 from det_dcn.evaluation.results_io import write_coco_results
-from det_dcn.evaluation.synthetic import coco_like
+from det_dcn.evaluation.synthetic import as_dataset_dicts, coco_like
 
 
 def _hard_case(seed=0, num_images=100):
@@ -69,17 +69,9 @@ def test_equals_pycocotools_random(seed):
 
 def _register(name, gt):
     """An in-memory dataset whose dataset dicts give back ``gt`` (contiguous classes, XYXY boxes)."""
-    cats = sorted(c["id"] for c in gt["categories"])
-    id_map = {c: i for i, c in enumerate(cats)}
-    by_img = {im["id"]: [] for im in gt["images"]}
-    for a in gt["annotations"]:
-        x, y, w, h = a["bbox"]
-        by_img[a["image_id"]].append({"bbox": [x, y, x + w, y + h], "category_id": id_map[a["category_id"]],
-                                      "iscrowd": a["iscrowd"]})
-    dicts = [{"file_name": im["file_name"], "image_id": im["id"], "height": im["height"], "width": im["width"],
-              "annotations": by_img[im["id"]]} for im in gt["images"]]
+    dicts, classes, id_map = as_dataset_dicts(gt)
     DatasetCatalog.register(name, lambda: dicts)
-    MetadataCatalog.get(name).set(thing_classes=[f"c{c}" for c in cats], thing_dataset_id_to_contiguous_id=id_map)
+    MetadataCatalog.get(name).set(thing_classes=classes, thing_dataset_id_to_contiguous_id=id_map)
     return id_map
 
 
