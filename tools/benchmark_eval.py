@@ -151,7 +151,8 @@ def bench_gather(dets: Detections, num_classes: int, ranks: int, tmp: str) -> No
     print(f"   COCOEvaluator.process, rank 0   {r['process_s']:8.2f} s  ({r['images']} images, "
           f"{r['process_s'] / r['images'] * 1e3:.2f} ms an image)")
     print(f"   gather lists of dicts (before)  {r['gather_old_s']:8.2f} s")
-    print(f"   gather numpy columns (now)      {r['gather_new_s']:8.2f} s  (ratio {r['gather_new_s'] / r['gather_old_s']:.3f})")
+    print(f"   gather numpy columns (now)      {r['gather_new_s']:8.2f} s  "
+          f"(ratio {r['gather_new_s'] / r['gather_old_s']:.3f})")
 
 
 def bench_write(dets: Detections, tmp: str) -> None:

@@ -7,23 +7,26 @@ import numpy as np
 from .coco_protocol import AREA_RNG, IOU_THRS, MAX_DETS, REC_THRS
 
 
-def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, img: np.ndarray, score: np.ndarray,
-               rank: np.ndarray, num_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, score: np.ndarray, rank: np.ndarray,
+               num_gt: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """Precision [T, R, K, A, M] and recall [T, K, A, M] as pycocotools computes them.
 
-    ``tp``, ``fp`` [A, T, N] bool; ``cat``, ``img`` [N] category and image indices; ``score`` [N];
-    ``rank`` [N] position of the detection in its (image, category) by score, for the max-detections cut;
-    rows in results order within an (image, category, score). ``num_gt`` [K, A] non-ignored ground-truth boxes.
+    ``tp``, ``fp`` [A, T, N] bool; ``cat`` [N] category indices; ``score`` [N]; ``rank`` [N] position of the
+    detection in its (image, category) by score, for the max-detections cut. Rows sorted by image index (in
+    ``GroundTruth.img_ids`` order), and in results order within an image and score (pycocotools' tie order).
+    ``num_gt`` [K, A] non-ignored ground-truth boxes.
     -1 where a category has no non-ignored ground truth in that area range.
     """
     num_t, num_r, num_k, num_a, num_m = len(IOU_THRS), len(REC_THRS), len(num_gt), len(AREA_RNG), len(MAX_DETS)
     precision = -np.ones((num_t, num_r, num_k, num_a, num_m))
     recall = -np.ones((num_t, num_k, num_a, num_m))
-    # pycocotools' order: by category, score descending, then image, then the image's own order (stable sorts)
-    order = np.lexsort((np.arange(len(cat)), img, -score, cat))
+    # pycocotools' order: by category, score descending, then image, then the image's own order; the rows come
+    # sorted by image (then results order), and lexsort is stable
+    order = np.lexsort((-score, cat))
     bounds = np.searchsorted(cat[order], np.arange(num_k + 1))
     rank = rank[order]
-    tp, fp = tp.reshape(num_a * num_t, -1)[:, order], fp.reshape(num_a * num_t, -1)[:, order]  # row a*T + t
+    tp = np.take(tp.reshape(num_a * num_t, -1), order, axis=1)  # row a*T + t
+    fp = np.take(fp.reshape(num_a * num_t, -1), order, axis=1)
     npig = np.repeat(num_gt, num_t, axis=1)  # [K, A*T]
     for k in range(num_k):
         sel = np.flatnonzero(npig[k] > 0)
@@ -32,11 +35,14 @@ def accumulate(tp: np.ndarray, fp: np.ndarray, cat: np.ndarray, img: np.ndarray,
         a_idx, t_idx = np.divmod(sel, num_t)
         lo, hi = bounds[k], bounds[k + 1]
         all_rows = len(sel) == len(tp)
-        for m, max_det in enumerate(MAX_DETS):
-            keep = rank[lo:hi] < max_det
-            cols = slice(lo, hi) if keep.all() else lo + np.flatnonzero(keep)  # a view when nothing is cut
-            tp_k, fp_k = (tp[:, cols], fp[:, cols]) if all_rows else (tp[sel][:, cols], fp[sel][:, cols])
-            p, r = _curve(tp_k, fp_k, npig[k, sel])
+        kept_before = -1
+        for m in sorted(range(num_m), key=lambda m: -MAX_DETS[m]):  # largest first: a smaller cut often cuts nothing
+            keep = rank[lo:hi] < MAX_DETS[m]
+            if keep.sum() != kept_before:
+                cols = slice(lo, hi) if keep.all() else lo + np.flatnonzero(keep)  # a view when nothing is cut
+                tp_k, fp_k = (tp[:, cols], fp[:, cols]) if all_rows else (tp[sel][:, cols], fp[sel][:, cols])
+                p, r = _curve(tp_k, fp_k, npig[k, sel])
+                kept_before = keep.sum()
             precision[t_idx, :, k, a_idx, m] = p
             recall[t_idx, k, a_idx, m] = r
     return precision, recall

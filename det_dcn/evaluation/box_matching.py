@@ -44,7 +44,8 @@ def outside_area(area: np.ndarray) -> np.ndarray:
     return (area[:, None] < AREA_RNG[:, 0]) | (area[:, None] > AREA_RNG[:, 1])
 
 
-def match_detections(gt: GroundTruth, key: np.ndarray, bbox: np.ndarray, area: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+def match_detections(gt: GroundTruth, key: np.ndarray, bbox: np.ndarray,
+                     area: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
     """True and false positives of each detection for every area range and IoU threshold.
 
     ``key`` [N] = image index * K + category index (``gt``'s orders); rows sorted by key, then score descending

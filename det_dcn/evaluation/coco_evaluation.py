@@ -44,7 +44,8 @@ class COCOEvaluator(DatasetEvaluator):
                  backend: str = "fast"):
         if backend not in BACKENDS:
             raise ValueError(f"COCOEvaluator: backend {backend!r} is not one of {BACKENDS}")
-        self.dataset_name, self.output_dir, self.distributed, self.backend = dataset_name, output_dir, distributed, backend
+        self.dataset_name, self.output_dir, self.distributed = dataset_name, output_dir, distributed
+        self.backend = backend
         meta = MetadataCatalog.get(dataset_name)
         if meta.get("thing_dataset_id_to_contiguous_id") is None or meta.get("thing_classes") is None:
             DatasetCatalog.get(dataset_name)  # loading sets them

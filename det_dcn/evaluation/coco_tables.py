@@ -93,7 +93,8 @@ class Detections:
     def concat(cls, parts: Sequence["Detections"]) -> "Detections":
         if not parts:
             return cls.empty()
-        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("image_id", "category_id", "bbox", "score")))
+        fields = ("image_id", "category_id", "bbox", "score")
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in fields))
 
     def select(self, mask: np.ndarray) -> "Detections":
         return Detections(self.image_id[mask], self.category_id[mask], self.bbox[mask], self.score[mask])

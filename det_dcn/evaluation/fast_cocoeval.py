@@ -23,7 +23,7 @@ def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
     idx = dets.index_into(gt)
     num_k = len(gt.cat_ids)
     key = idx["img"] * num_k + idx["cat"]
-    order = np.lexsort((np.arange(len(key)), -dets.score, key))  # by pair, score descending, results order
+    order = np.lexsort((-dets.score, key))  # by pair, score descending, then results order (lexsort is stable)
     key = key[order]
     rank = runs(key)[1]
     top = rank < max(MAX_DETS)  # pycocotools drops the rest before anything else
@@ -32,5 +32,5 @@ def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
     tp, fp = match_detections(gt, key, bbox, bbox[:, 2] * bbox[:, 3])
     counted = ~(gt.crowd[:, None] | outside_area(gt.area))  # [G, A] boxes a detection must find
     num_gt = np.stack([np.bincount(gt.cat[c], minlength=num_k) for c in counted.T], axis=1)  # [K, A]
-    precision, recall = accumulate(tp, fp, idx["cat"][keep], idx["img"][keep], dets.score[keep], rank, num_gt)
+    precision, recall = accumulate(tp, fp, idx["cat"][keep], dets.score[keep], rank, num_gt)
     return EvalResult(precision, recall, list(gt.cat_ids))
