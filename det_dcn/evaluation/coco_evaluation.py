@@ -141,7 +141,8 @@ class COCOEvaluator(DatasetEvaluator):
             logger.warning(f"COCOEvaluator: predictions cover {len(img_ids)} images but {self.dataset_name!r} has "
                            f"{len(gt.img_ids)}; AP is computed over all ground-truth images")
         if not len(dets):
-            logger.warning(f"COCOEvaluator: no detections on {self.dataset_name!r}; every AP is 0")
+            logger.warning(f"COCOEvaluator: no detections on {self.dataset_name!r}; every AP is 0 (NaN for "
+                           f"categories without ground truth)")
         start = time.perf_counter()
         if self.backend == "pycocotools" and len(dets):  # pycocotools cannot load an empty result list
             from .pycocotools_eval import pycocotools_evaluate

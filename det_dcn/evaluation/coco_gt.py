@@ -33,7 +33,7 @@ def load_coco_gt(json_file: str) -> dict:
                          f"'categories', got {keys}")
     for ann in coco.get("annotations", []):
         ann.setdefault("iscrowd", 0)
-        if "area" not in ann:
+        if "area" not in ann and "bbox" in ann:  # a missing bbox is reported by GroundTruth.from_coco_dict
             ann["area"] = float(ann["bbox"][2]) * float(ann["bbox"][3])
     return coco
 

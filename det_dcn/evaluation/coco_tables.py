@@ -46,6 +46,10 @@ class GroundTruth:
         cat_ids = sorted({c["id"] for c in coco["categories"]})
         img_index = {v: i for i, v in enumerate(img_ids)}
         cat_index = {v: i for i, v in enumerate(cat_ids)}
+        required = {"id", "image_id", "category_id", "bbox"}
+        for i, a in enumerate(coco.get("annotations", [])):
+            if not required <= a.keys():
+                raise ValueError(f"{source}: annotation #{i} lacks {sorted(required - a.keys())} (keys: {sorted(a)})")
         annos = [a for a in coco.get("annotations", []) if a["image_id"] in img_index and a["category_id"] in cat_index]
         ids = [a["id"] for a in annos]
         if len(set(ids)) != len(ids):

@@ -141,6 +141,9 @@ def test_bad_input_is_named():
     dup["annotations"][1]["id"] = dup["annotations"][0]["id"]
     with pytest.raises(ValueError, match="not unique"):
         GroundTruth.from_coco_dict(dup, "x.json")
+    del dup["annotations"][2]["bbox"]
+    with pytest.raises(ValueError, match="x.json: annotation #2 lacks \\['bbox'\\]"):
+        GroundTruth.from_coco_dict(dup, "x.json")
 
 
 def test_evaluator_rejects_non_finite_and_unknown_classes():
@@ -161,3 +164,15 @@ def test_evaluator_rejects_non_finite_and_unknown_classes():
     finally:
         DatasetCatalog.remove("fast_eval_bad")
         MetadataCatalog.remove("fast_eval_bad")
+
+
+def test_unreadable_ground_truth_file_is_named(tmp_path):
+    from det_dcn.evaluation.coco_gt import load_coco_gt
+
+    bad = tmp_path / "gt.json"
+    bad.write_text('{"images": [')
+    with pytest.raises(ValueError, match=f"Cannot read COCO ground truth {bad}"):
+        load_coco_gt(str(bad))
+    bad.write_text('{"images": []}')
+    with pytest.raises(ValueError, match="expected a dict with 'images', 'annotations' and 'categories'"):
+        load_coco_gt(str(bad))
