@@ -19,7 +19,7 @@ import torch
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import det_dcn.layers.deform_roi_pool as drp_module  # noqa: E402
+from det_dcn.layers import _dispatch  # noqa: E402
 from det_dcn.layers import (DeformConv2d, DeformConv2dPack, DeformRoIPoolPack, ModulatedDeformConv2d,  # noqa: E402
                             ModulatedDeformConv2dPack, ModulatedDeformRoIPoolPack, ROIAlign, ROIPool,
                             deform_roi_pool)
@@ -243,9 +243,8 @@ def main(argv=None):
                    lambda: ModulatedDeformConv2dPack(8, 8, 3, padding=1, deform_groups=2))
     check_autocast("DeformConv2dPack", None, conv_inputs(), lambda: DeformConv2dPack(8, 8, 3, padding=1))
     if DEV == "cuda":
-        report("fused deform_roi_pool path in use (no fallback)", not drp_module._fused_failed
-               and drp_module._fused_impl(torch.empty(1, device="cuda")) is not None,
-               "triton " + triton_version)
+        report("fused deform_roi_pool path in use (no fallback)", _dispatch.fallback_reason("deform_roi_pool") is None
+               and _dispatch.implementation("deform_roi_pool", "cuda") == "triton", "triton " + triton_version)
     print(f"checks took {time.time() - t0:.0f} s; {len(FAILURES)} failure(s)", flush=True)
 
     if not args.skip_bench and DEV == "cuda":
