@@ -110,7 +110,7 @@ def _torchvision_args(input: Tensor, offset: Tensor, mask: Optional[Tensor], wei
     kh, kw = weight.shape[2:]
     groups = input.shape[1] // weight.shape[1]
     offset_groups = offset.shape[1] // (2 * kh * kw)
-    mask_ = input.new_zeros(0) if mask is None else mask
+    mask_ = input.new_zeros(input.shape[0], 1) if mask is None else mask  # torchvision's "no mask"
     bias_ = input.new_zeros(weight.shape[0]) if bias is None else bias
     return (weight, offset, mask_, bias_, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
             groups, offset_groups, mask is not None)
