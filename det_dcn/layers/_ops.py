@@ -23,9 +23,15 @@ from .deform_conv_torch import deform_conv2d_torch, deform_conv2d_torch_backward
 from .deform_roi_pool_torch import deform_roi_pool_torch, deform_roi_pool_torch_backward
 
 
+def _fresh(t: Tensor) -> Tensor:
+    """An op's output must not be a view (autograd forbids in-place changes of a custom op's view outputs, e.g. a
+    residual ``out += x``): ``.contiguous()`` of an already contiguous permutation (1x1 maps) returns one."""
+    return t.clone() if t._base is not None else t
+
+
 def _empty_if_none(t: Optional[Tensor], like: Tensor) -> Tensor:
     # op outputs must be tensors: an unneeded gradient is returned as an empty one
-    return like.new_empty(0) if t is None else t
+    return like.new_empty(0) if t is None else _fresh(t)
 
 
 def _with_autograd(fn, *args):
@@ -54,8 +60,8 @@ def deform_roi_pool_op(input: Tensor, rois: Tensor, offset: Optional[Tensor], ou
     args = (input, rois, offset, tuple(output_size), spatial_scale, sampling_ratio, gamma)
     if _dispatch.implementation("deform_roi_pool", input.device.type) == "triton":
         from .deform_roi_pool_triton import deform_roi_pool_triton_forward
-        return _run_fused("deform_roi_pool", deform_roi_pool_triton_forward, deform_roi_pool_torch, *args)
-    return deform_roi_pool_torch(*args)
+        return _fresh(_run_fused("deform_roi_pool", deform_roi_pool_triton_forward, deform_roi_pool_torch, *args))
+    return _fresh(deform_roi_pool_torch(*args))
 
 
 @deform_roi_pool_op.register_fake
@@ -120,9 +126,10 @@ def _torchvision_args(input: Tensor, offset: Tensor, mask: Optional[Tensor], wei
 def deform_conv2d_op(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
                      stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
     if _dispatch.implementation("deform_conv2d", input.device.type) == "torchvision":
-        return torch.ops.torchvision.deform_conv2d(
-            input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation))
-    return deform_conv2d_torch(input, offset, mask, weight, bias, tuple(stride), tuple(padding), tuple(dilation))
+        return _fresh(torch.ops.torchvision.deform_conv2d(
+            input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation)))
+    return _fresh(deform_conv2d_torch(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
+                                      tuple(dilation)))
 
 
 @deform_conv2d_op.register_fake
@@ -143,7 +150,7 @@ def deform_conv2d_backward_op(grad: Tensor, input: Tensor, offset: Tensor, mask:
     else:
         grads = _with_autograd(deform_conv2d_torch_backward, grad, input, offset, mask, weight, bias, tuple(stride),
                                tuple(padding), tuple(dilation), tuple(needs))
-    return [g.contiguous() if g is not None and need else input.new_empty(0) for g, need in zip(grads, needs)]
+    return [_fresh(g.contiguous()) if g is not None and need else input.new_empty(0) for g, need in zip(grads, needs)]
 
 
 @deform_conv2d_backward_op.register_fake

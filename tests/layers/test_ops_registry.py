@@ -7,7 +7,8 @@ import pytest
 import torch
 from torchvision.ops import roi_align
 
-from det_dcn.layers import ROIAlign, ModulatedDeformConv2dPack, _dispatch, _ops, deform_conv2d, set_implementation
+from det_dcn.layers import (ROIAlign, ModulatedDeformConv2dPack, _dispatch, _ops, deform_conv2d, deform_roi_pool,
+                            set_implementation)
 
 ROIS = torch.tensor([[0, 1.0, 1.0, 12.0, 14.0], [1, 3.5, 0.0, 9.0, 15.0], [0, 9.0, 2.0, 3.0, 8.0]])
 
@@ -114,3 +115,15 @@ def test_fallback_only_on_compiler_errors(caplog):
     assert len([r for r in caplog.records if "Triton could not compile" in r.getMessage()]) == 1
     assert "OutOfResources" in _dispatch.fallback_reason("deform_roi_pool")
     assert _dispatch.implementation("deform_roi_pool", "cuda") == "torch"
+
+
+def test_outputs_are_not_views_so_in_place_residuals_work():
+    # 1x1 outputs: .contiguous() of the permuted result is a no-op that would return a view
+    x = torch.randn(1, 4, 1, 1, requires_grad=True)
+    dcn = ModulatedDeformConv2dPack(4, 4, 3, padding=1)
+    out = dcn(x)
+    out += x  # a ResNet block's residual
+    out.sum().backward()
+    pooled = deform_roi_pool(x, ROIS[:1], None, 1, 1.0, 2)
+    pooled += 1
+    pooled.sum().backward()
