@@ -41,6 +41,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-picture-size", type=int, default=256,
                    help="pictures of smaller images are upscaled by an integer factor so labels stay readable; "
                         "0 keeps the input size")
+    p.add_argument("--onnx", default=None, metavar="FILE.onnx",
+                   help="run this exported file (tools/export.py) with onnxruntime instead of the PyTorch model; "
+                        "the config still gives the class names")
     p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
     return p
 
@@ -153,7 +156,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
-    if not cfg.MODEL.WEIGHTS:
+    if not cfg.MODEL.WEIGHTS and not args.onnx:
         print("[demo] warning: MODEL.WEIGHTS is empty, the model is randomly initialised", file=sys.stderr)
 
     files, problems = expand_inputs(args.input)
@@ -164,7 +167,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from det_dcn.engine import DefaultPredictor
 
     start = time.perf_counter()
-    predictor = DefaultPredictor(cfg)
+    if args.onnx:
+        from det_dcn.deploy import OnnxPredictor
+
+        onnx_predictor = OnnxPredictor(args.onnx)
+        predictor = lambda image: {k: torch.from_numpy(v) for k, v in onnx_predictor(image).items()}  # noqa: E731
+    else:
+        predictor = DefaultPredictor(cfg)
     class_names = class_names_from_cfg(cfg)
     done, total, skipped = run_images(predictor, files, args.output, class_names, args.confidence_threshold,
                                       args.min_picture_size)
