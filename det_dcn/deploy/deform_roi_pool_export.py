@@ -4,8 +4,10 @@ ONNX has no deformable RoI pooling operator (mmcv exports its own custom-domain 
 run). This formulation traces with ``torch.export`` and translates to default-domain ONNX (``GridSample``,
 ``Clip``, ``ReduceSum``...). Semantics are det_dcn's (mmcv's), see :func:`det_dcn.layers.deform_roi_pool`:
 bins shifted by ``gamma * roi_size * offset``, a grid of bilinear samples per bin averaged, a sample outside
-``[-1, H] x [-1, W]`` counts as 0 and one inside that band is clamped onto the border. tests/deploy checks it
-against det_dcn's op on the same inputs.
+``[-1, H] x [-1, W]`` counts as 0 and one inside that band is clamped onto the border. Adaptive sampling
+(``sampling_ratio`` 0: ceil(roi_size / bins) samples per bin, per RoI) is expressed by padding every RoI to the
+largest count among the RoIs (a data-dependent size) and masking: exact, but it costs as much as a fixed ratio of
+that largest count. tests/deploy checks it against det_dcn's op on the same inputs, also through onnxruntime.
 """
 
 from typing import Optional, Tuple
@@ -34,7 +36,7 @@ def _sample_steps(size: Tensor, bins: int, sampling_ratio: int) -> Tuple[Tensor,
         return steps.expand(r, sampling_ratio), torch.ones_like(steps, dtype=torch.bool).expand(r, -1), count
     # Adaptive: every RoI has its own count; pad to the largest (a data-dependent size) and mask the rest.
     count = torch.ceil(size / bins).clamp(min=0)
-    largest = int(torch.cat([count, count.new_zeros(1)]).max())
+    largest = torch.cat([count, count.new_zeros(1)]).max().to(torch.int64).item()  # an unbacked size when traced
     torch._check(largest >= 0)
     i = torch.arange(largest, dtype=size.dtype, device=size.device)
     valid = i < count[:, None]

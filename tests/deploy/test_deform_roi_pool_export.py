@@ -39,3 +39,26 @@ def test_no_rois():
     for ratio in (2, 0):
         out = deform_roi_pool_export(x, rois[:0], offset[:0], (7, 7), 1 / 8, ratio, 0.1)
         assert out.shape == (0, 5, 7, 7)
+
+
+def test_adaptive_sampling_in_onnxruntime(tmp_path):
+    """sampling_ratio 0 (a per-RoI sample count, traced as a data-dependent size) exported to ONNX and run by
+    onnxruntime equals det_dcn's op on RoIs and a feature map of other sizes than the traced ones."""
+    ort = pytest.importorskip("onnxruntime")
+
+    class Pool(torch.nn.Module):
+        def forward(self, x, rois, offset):
+            return deform_roi_pool_export(x, rois, offset, (7, 7), 1 / 8, 0, 0.1)
+
+    x, rois, offset = (t.float() for t in _inputs(1))
+    dims = torch.export.Dim("h", min=2), torch.export.Dim("w", min=2), torch.export.Dim("r", min=0)
+    program = torch.export.export(Pool(), (x, rois[:5], offset[:5]),
+                                  dynamic_shapes=({2: dims[0], 3: dims[1]}, {0: dims[2]}, {0: dims[2]}))
+    path = str(tmp_path / "pool.onnx")
+    torch.onnx.export(program, (x, rois[:5], offset[:5]), path, dynamo=True, opset_version=19)
+    x2 = torch.randn(1, 5, 21, 11)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), (x2, rois, offset))})[0]
+    expected = deform_roi_pool(x2, rois, offset, 7, 1 / 8, 0, 0.1)
+    assert expected.abs().max() > 0.1
+    torch.testing.assert_close(torch.from_numpy(got), expected, rtol=0, atol=1e-4)

@@ -30,7 +30,7 @@ def resize_image(image: Tensor, min_size: int, max_size: int) -> Tensor:
     scale = resize_scale(h, w, min_size, max_size)
     # = scale_factor=scale with recompute_scale_factor=True (the output size is floor(size * scale) in double
     # precision, and the kernel then uses only the sizes), written with sizes so that it traces with symbolic sizes
-    size = (math.floor(h * scale), math.floor(w * scale))
+    size = (math.trunc(h * scale), math.trunc(w * scale))  # = floor (positive); trunc also serialises in a .pt2
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
 
 
