@@ -25,10 +25,12 @@ TOOLS = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(TOOLS, ".."))
 sys.path.insert(0, TOOLS)
 
-from benchmark import build_torchvision_pair, build_variant, make_inputs, time_interleaved  # noqa: E402
+from benchmark import VARIANTS as CONFIGS  # noqa: E402
+from benchmark import TORCHVISION_CONFIG, build_torchvision_pair, build_variant, load_cfg, make_inputs  # noqa: E402
 
 from det_dcn.deploy import OnnxPredictor  # noqa: E402
 from det_dcn.deploy.export import export_onnx  # noqa: E402
+from det_dcn.testing import time_interleaved  # noqa: E402
 
 VARIANTS = ("plain", "dconv", "dpool")
 
@@ -99,37 +101,26 @@ def run(args) -> dict:
 
     calls = {"torchvision eager": torchvision_eager}
     with tempfile.TemporaryDirectory() as folder:
-        from det_dcn.config import get_cfg
-
         for name in args.variants:
             if name == "plain":
-                model = ours
-                cfg = get_cfg()
-                cfg.merge_from_file(os.path.join(TOOLS, "..", "configs", "torchvision", "faster_rcnn_R_50_FPN.yaml"))
-                cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", args.size, "INPUT.MAX_SIZE_TEST",
-                                     int(args.size * 1333 / 800)])
+                model, cfg = ours, load_cfg(TORCHVISION_CONFIG, args.size, "cpu")
             else:
                 plain = build_variant("plain", args.size, "cpu")
                 model = build_variant(name, args.size, "cpu", plain.state_dict())
-                cfg = get_cfg()
-                from benchmark import VARIANTS as CONFIGS
-
-                cfg.merge_from_file(os.path.join(TOOLS, "..", "configs", CONFIGS[name]))
-                cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", args.size, "INPUT.MAX_SIZE_TEST",
-                                     int(args.size * 1333 / 800)])
+                cfg = load_cfg(CONFIGS[name], args.size, "cpu")
                 if cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO == 0:
                     print(f"[{name}] POOLER_SAMPLING_RATIO 0 (adaptive) in all paths", flush=True)
             for kind, fn in _eager_calls(model, image, not args.no_compile).items():
                 calls[f"{name} det_dcn {kind}"] = fn
             calls[f"{name} onnxruntime"] = _ort_call(model.eval(), cfg, folder, name, image_hwc, args.threads)
         print("timing...", flush=True)
-        results = time_interleaved(calls, "cpu", args.iters, args.warmup)
-    base = results["torchvision eager"][0]
-    print(f"\n| path | ms | / torchvision eager |\n|---|--:|--:|")
-    for name, (t, _) in results.items():
+        results = {k: m.median for k, m in time_interleaved(calls, args.iters, args.warmup).items()}
+    base = results["torchvision eager"]
+    print("\n| path | ms | / torchvision eager |\n|---|--:|--:|")
+    for name, t in results.items():
         print(f"| {name} | {t * 1000:.0f} | {t / base:.2f}x |")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
-    return {k: v[0] for k, v in results.items()}
+    return results
 
 
 if __name__ == "__main__":

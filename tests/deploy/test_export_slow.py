@@ -13,7 +13,7 @@ import torch
 
 from det_dcn.config import get_cfg
 from det_dcn.deploy.export import export_program
-from det_dcn.layers import calibrate_frozen_bn
+from det_dcn.testing import calibrate_frozen_bn
 from det_dcn.modeling import build_model
 
 from deploy_helpers import REPO, count_matched, eager_detections, make_image, random_detector, variant_cfg

@@ -12,6 +12,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
+from ...layers import DeformRoIPoolPack, ModulatedDeformRoIPoolPack, ROIAlign, ROIPool
 from ...utils.registry import Registry
 from ..box_ops import box_area, boxes_to_rois
 
@@ -24,24 +25,18 @@ LEVEL_MAPPERS = ("detectron2", "torchvision")
 @POOLER_REGISTRY.register(name="ROIAlign")
 def _build_roi_align(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """RoIAlign without the half-pixel shift (detectron2 "ROIAlign", torchvision's MultiScaleRoIAlign)."""
-    from ...layers import ROIAlign
-
     return ROIAlign(output_size, spatial_scale, sampling_ratio, aligned=False)
 
 
 @POOLER_REGISTRY.register(name="ROIAlignV2")
 def _build_roi_align_v2(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """RoIAlign with the half-pixel shift (aligned=True), detectron2's default."""
-    from ...layers import ROIAlign
-
     return ROIAlign(output_size, spatial_scale, sampling_ratio, aligned=True)
 
 
 @POOLER_REGISTRY.register(name="ROIPool")
 def _build_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """Max RoI pooling (Fast R-CNN); sampling_ratio is not used."""
-    from ...layers import ROIPool
-
     return ROIPool(output_size, spatial_scale)
 
 
@@ -61,16 +56,12 @@ def _deform_pool_pack(pack_cls, cfg, output_size: int, spatial_scale: float, sam
 @POOLER_REGISTRY.register(name="DeformRoIPool")
 def _build_deform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """DCNv1 deformable RoI pooling with its own offset branch (one per level, as mmdetection)."""
-    from ...layers import DeformRoIPoolPack
-
     return _deform_pool_pack(DeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio, in_channels)
 
 
 @POOLER_REGISTRY.register(name="ModulatedDeformRoIPool")
 def _build_mdeform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """DCNv2 modulated deformable RoI pooling (offsets and a sigmoid mask, both zero-initialised: mask 0.5)."""
-    from ...layers import ModulatedDeformRoIPoolPack
-
     return _deform_pool_pack(ModulatedDeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio,
                              in_channels)
 
@@ -180,18 +171,13 @@ class ROIPooler(nn.Module):
 
 def build_roi_pooler(cfg, input_shapes, output_size: int, pooler_type: str, sampling_ratio: int) -> ROIPooler:
     """A ROIPooler over the given per-level ShapeSpecs (list, feature order)."""
-    if pooler_type not in POOLER_REGISTRY:
-        raise ValueError(
-            f"MODEL.ROI_BOX_HEAD.POOLER_TYPE='{pooler_type}' is not registered; registered: "
-            f"{sorted(n for n, _ in POOLER_REGISTRY)}"
-        )
+    builder = POOLER_REGISTRY.get_configured("MODEL.ROI_BOX_HEAD.POOLER_TYPE", pooler_type)
     channels = [s.channels for s in input_shapes]
     if len(set(channels)) != 1:
         raise ValueError(
             f"The box pooler's levels (MODEL.ROI_HEADS.IN_FEATURES) must have the same channel count, since one box "
             f"head (and, for {pooler_type}, an offset branch sized to the channels) follows them; got {channels}"
         )
-    builder = POOLER_REGISTRY.get(pooler_type)
     scales = [1.0 / s.stride for s in input_shapes]
     poolers = [builder(cfg, output_size, scale, sampling_ratio, channels[0]) for scale in scales]
     head = cfg.MODEL.ROI_BOX_HEAD
