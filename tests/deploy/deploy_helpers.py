@@ -52,11 +52,21 @@ def random_detector(cfg, seed: int = 0) -> torch.nn.Module:
             if isinstance(m, ModulatedDeformRoIPoolPack):
                 m.mask_fc[2].weight.normal_(0, 0.01)
                 m.mask_fc[2].bias.normal_(0, 1.0)
-        # class logits with a spread of ~2 on a test image's RoI features, whatever the backbone's scale
+        # RPN objectness and class logits spread by ~2 on a test image: a fresh head's near-equal logits make
+        # top-k and NMS pick among near-ties, which float noise of another runtime reorders
+        image = make_image(160, 213, seed=99)
+        objectness = model.proposal_generator.rpn_head.objectness_logits
+        logits = []
+        hook = objectness.register_forward_hook(lambda module, args, out: logits.append(out.flatten()))
+        eager_detections(model, image, cfg.INPUT.FORMAT)
+        hook.remove()
+        scale = 2.0 / (float(torch.cat(logits).std()) + 1e-6)
+        objectness.weight.mul_(scale)
+        objectness.bias.mul_(scale)
         predictor = model.roi_heads.box_predictor
         features = []
         hook = predictor.register_forward_pre_hook(lambda module, args: features.append(args[0].flatten(1)))
-        eager_detections(model, make_image(160, 213, seed=99), cfg.INPUT.FORMAT)
+        eager_detections(model, image, cfg.INPUT.FORMAT)
         hook.remove()
         rms = float(features[0].pow(2).mean().sqrt()) + 1e-6
         predictor.cls_score.weight.normal_(0, 2.0 / (rms * features[0].shape[1] ** 0.5))
