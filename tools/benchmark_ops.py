@@ -10,6 +10,7 @@ machines. CPU runs use one thread by default (--threads). CPU peak memory is the
     python tools/benchmark_ops.py                    # CPU, and CUDA when present
     python tools/benchmark_ops.py --device cuda --repeats 20
     python tools/benchmark_ops.py --quick            # small shapes, a smoke test
+    python tools/benchmark_ops.py --registry         # registered ops vs the same code under plain autograd
 """
 
 import argparse
@@ -22,7 +23,8 @@ import torch
 from torchvision.ops import roi_align
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, deform_roi_pool  # noqa: E402
+from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, ROIAlign, deform_roi_pool  # noqa: E402
+from det_dcn.layers.deform_conv_torch import deform_conv2d_torch  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 from det_dcn.testing import time_interleaved  # noqa: E402
 
@@ -94,6 +96,48 @@ def conv_cases(args):
     return cases
 
 
+def registry_cases(args):
+    """The registered ops (det_dcn::, with their backward ops and the RoI checks) against the same plain PyTorch
+    code differentiated by autograd, which is how the layers ran before they were operators."""
+    def roi_setup(device, sampling, what):
+        g = torch.Generator().manual_seed(0)
+        scale = args.feature_hw[0] / IMAGE_HW[0]
+        x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).to(device).requires_grad_()
+        rois = make_rois(args.rois, args.images, IMAGE_HW, args.roi_min, args.roi_max, g).to(device)
+        offset = (torch.randn(args.rois, 2, 7, 7, generator=g) * 0.1).to(device)
+        offset = None if what == "roi_align" else offset.requires_grad_()
+        grad = torch.randn(args.rois, args.channels, 7, 7, generator=g).to(device)
+        align = ROIAlign(7, scale, sampling, aligned=True)
+
+        def autograd():
+            deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling, 0.1 if offset is not None else 0.0
+                                  ).backward(grad)
+
+        def op():
+            (align(x, rois) if offset is None else deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1)
+             ).backward(grad)
+        return autograd, op
+
+    def conv_setup(device, channels, hw):
+        g = torch.Generator().manual_seed(0)
+        x = torch.randn(args.images, channels, *hw, generator=g).to(device).requires_grad_()
+        dcn = DeformConv2d(channels, channels, 3, padding=1).to(device)
+        offset = (torch.randn(args.images, 18, *hw, generator=g) * 0.5).to(device).requires_grad_()
+        grad = torch.randn(args.images, channels, *hw, generator=g).to(device)
+
+        def autograd():
+            deform_conv2d_torch(x, offset, None, dcn.weight, None, (1, 1), (1, 1), (1, 1)).backward(grad)
+        return autograd, lambda: dcn(x, offset).backward(grad)
+
+    cases = [(f"deform_roi_pool s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "pool"))
+             for s in args.sampling]
+    cases += [(f"ROIAlign s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "roi_align")) for s in args.sampling]
+    for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES):
+        hw = (hw[0] // 4, hw[1] // 4) if args.quick else hw
+        cases.append((f"DeformConv2d {name} [op]", "autograd", lambda d, c=channels, hw=hw: conv_setup(d, c, hw)))
+    return cases
+
+
 # ------------------------------------------------------------------------------------------------------- measuring
 def _rss_kb(field):
     with open("/proc/self/status") as f:
@@ -162,11 +206,14 @@ def run(args, device):
     measure = measure_cpu if device == "cpu" else measure_cuda
     warmup = args.warmup if args.warmup is not None else (1 if device == "cpu" else 3)
     repeats = args.repeats if args.repeats is not None else (2 if device == "cpu" else 10)
-    cases = roi_cases(args, device) + ([] if args.skip_conv else conv_cases(args))
+    if args.registry:
+        cases = registry_cases(args)
+    else:
+        cases = roi_cases(args, device) + ([] if args.skip_conv else conv_cases(args))
     rows = []
     for name, base_name, setup in cases:
         # the CPU convolutions take seconds each: one timed run keeps the default CPU run under ~2 minutes
-        reps = 1 if (device == "cpu" and base_name == "conv2d" and args.repeats is None) else repeats
+        reps = 1 if (device == "cpu" and "Conv" in name and args.repeats is None) else repeats
         tb, mb = measure(setup, 0, warmup, reps)
         to, mo = measure(setup, 1, warmup, reps)
         rows.append((device, name, base_name, to, tb, mo, mb))
@@ -211,6 +258,8 @@ def parse_args(argv=None):
     p.add_argument("--sampling", type=int, nargs="+", default=[0, 2])
     p.add_argument("--skip-conv", action="store_true", help="only the RoI ops")
     p.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
+    p.add_argument("--registry", action="store_true",
+                   help="instead: the registered ops against the same code run through autograd (op overhead)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: torchvision's CPU RoI kernels are single-threaded, and one "
                         "thread keeps the ratios stable on a shared machine; 0 = torch's default)")

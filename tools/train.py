@@ -12,15 +12,16 @@
 
 Several machines: add --num-machines M --machine-rank R --dist-url tcp://IP_OF_MACHINE_0:PORT on each machine, or use
 tools/dist_train.sh (torchrun) and tools/slurm_train.sh (SLURM). At the end the AP table is printed.
+Exit status: 0 done; 75 stopped by SIGTERM / SIGUSR1 after saving a checkpoint (continue with --resume); 1 error.
 """
 
 import logging
+import sys
 
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.config import get_cfg
 from det_dcn.engine import DefaultTrainer, default_argument_parser, default_setup, launch
-from det_dcn.engine.results_table import format_results_table
-from det_dcn.utils import comm
+from det_dcn.engine.train_loop import is_disk_full
 
 logger = logging.getLogger("det_dcn.tools.train")
 
@@ -58,9 +59,7 @@ def main(args):
         trainer = DefaultTrainer(cfg)
         trainer.resume_or_load(resume=args.resume)
         results = trainer.train()
-    if comm.is_main_process() and results:
-        print(format_results_table(results), flush=True)
-    return results
+    return results  # DefaultTrainer.test logged the AP table
 
 
 def process_backend(args) -> str:
@@ -75,12 +74,17 @@ if __name__ == "__main__":
     args = default_argument_parser().parse_args()
     if not args.config_file:
         raise SystemExit("tools/train.py: --config-file is required (e.g. configs/quickstart/faster_rcnn_shapes.yaml)")
-    launch(
-        main,
-        args.num_gpus,
-        num_machines=args.num_machines,
-        machine_rank=args.machine_rank,
-        dist_url=args.dist_url,
-        args=(args,),
-        backend=process_backend(args),
-    )
+    try:
+        launch(
+            main,
+            args.num_gpus,
+            num_machines=args.num_machines,
+            machine_rank=args.machine_rank,
+            dist_url=args.dist_url,
+            args=(args,),
+            backend=process_backend(args),
+        )
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        sys.exit(1)  # the trainer logged the one-line reason

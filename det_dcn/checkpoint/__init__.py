@@ -1,5 +1,5 @@
 """Checkpoints: DetectionCheckpointer (save / resume / tolerant load)."""
 
-from .checkpointer import DetectionCheckpointer, LoadReport
+from .checkpointer import CheckpointSaveError, DetectionCheckpointer, LoadReport, read_checkpoint
 
-__all__ = ["DetectionCheckpointer", "LoadReport"]
+__all__ = ["CheckpointSaveError", "DetectionCheckpointer", "LoadReport", "read_checkpoint"]

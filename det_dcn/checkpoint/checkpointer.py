@@ -6,13 +6,21 @@ so a crash or kill during a save leaves either the previous file or the new one,
 ``last_checkpoint`` tag (a one-line text file naming the newest checkpoint) is updated the same way, after the
 checkpoint itself is complete. Only the main process writes.
 
+The trainer (``trainer=``) is saved with the model: its ``state_dict()`` (iteration, optimizer, LR schedule, gradient
+scaler, every rank's RNG states) goes to the top level of the file, and ``resume_or_load`` hands it back to the
+trainer's ``load_state_dict``. If the newest checkpoint cannot be read (truncated, corrupt), resuming falls back to
+the newest one that loads, with a warning naming both; it never starts from scratch silently.
+
 ``load(path)`` takes a det_dcn checkpoint, a converted one (``{"model": state_dict}``) or a plain state dict; it strips
 the ``module.`` prefix DistributedDataParallel adds, skips tensors whose shape differs from the model's (e.g. a box
 predictor trained for another NUM_CLASSES) and logs missing, unexpected and skipped keys instead of failing.
 """
 
+import errno
 import logging
 import os
+import re
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -23,6 +31,46 @@ from det_dcn.utils import comm
 from det_dcn.utils.atomic_io import atomic_torch_save, atomic_write_text
 
 LAST_CHECKPOINT_TAG = "last_checkpoint"
+_PERIODIC_NAME = re.compile(r"^(.+)_(\d{7})\.pth$")  # model_0004999.pth
+
+
+class CheckpointSaveError(OSError):
+    """A checkpoint could not be written (e.g. no space left); the message is one line saying what to do."""
+
+
+def describe_unreadable(path: str, error: Exception) -> str:
+    """Why ``torch.load(path, weights_only=True)`` failed, in words, without torch's advice to disable
+    ``weights_only`` (which would let the file run code)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+    text = str(error)
+    if size == 0:
+        return f"Checkpoint '{path}' is empty (0 bytes)"
+    if "Weights only load failed" in text:
+        detail = text.split("WeightsUnpickler error:")[-1].split("Check the documentation")[0].strip()
+        return (f"'{path}' is not a plain PyTorch checkpoint of tensors: it needs Python objects det_dcn does not "
+                f"load ({' '.join(detail.split()) or 'unsupported content'}). det_dcn reads only tensors and plain "
+                "containers so that a file cannot run code; convert other frameworks' files with "
+                "tools/convert_weights.py")
+    if head.startswith(b"PK\x03\x04"):
+        reason = text.split(". ")[0]
+        return f"Checkpoint '{path}' ({size} bytes) is truncated or corrupt ({reason})"
+    return (f"'{path}' is not a PyTorch checkpoint: torch.save writes a zip archive, this file begins with "
+            f"{head!r} ({size} bytes). MODEL.WEIGHTS must name a .pth file written by torch.save or "
+            "tools/convert_weights.py")
+
+
+def read_checkpoint(path: str) -> Any:
+    """``torch.load(path, map_location="cpu", weights_only=True)``; ValueError in words when it fails."""
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Checkpoint file '{path}' does not exist (check MODEL.WEIGHTS / OUTPUT_DIR)")
+    try:
+        with warnings.catch_warnings():  # torch's "please file an issue" about a pickle protocol: not the user's
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ValueError(describe_unreadable(path, e)) from None
 
 
 @dataclass
@@ -79,12 +127,16 @@ class DetectionCheckpointer:
         model: the model (a DistributedDataParallel wrapper is unwrapped).
         save_dir: folder of the checkpoints and the ``last_checkpoint`` tag ("" = cannot save).
         save_to_disk: whether this process writes files; default: only the main process.
-        **checkpointables: e.g. ``optimizer=..., scheduler=..., grad_scaler=...``.
+        trainer: an object with ``state_dict`` / ``load_state_dict`` whose state is stored at the top level of
+            the file (the trainer: iteration, optimizer, scheduler, RNG states); its ``state_dict`` may be a
+            collective, so ``save`` must then be called on every rank.
+        **checkpointables: other objects stored under their names, e.g. ``optimizer=..., scheduler=...``.
     """
 
     def __init__(self, model: nn.Module, save_dir: str = "", *, save_to_disk: Optional[bool] = None,
-                 **checkpointables: Any):
+                 trainer: Any = None, **checkpointables: Any):
         self.model = _unwrap(model)
+        self.trainer = trainer
         self.save_dir = save_dir
         self.save_to_disk = comm.is_main_process() if save_to_disk is None else save_to_disk
         for name, obj in checkpointables.items():
@@ -98,7 +150,10 @@ class DetectionCheckpointer:
         """Write ``save_dir/name.pth`` atomically and point ``last_checkpoint`` at it; returns the path.
 
         ``extra`` (e.g. ``iteration=4999``) is stored alongside. Processes other than the main one return None.
+        A full disk raises CheckpointSaveError (ENOSPC) naming the folder and the bytes needed; the previous
+        checkpoint and ``last_checkpoint`` are left as they were.
         """
+        run_state = self.trainer.state_dict() if self.trainer is not None else {}  # on every rank: may gather
         if not self.save_to_disk:
             return None
         if not self.save_dir:
@@ -107,13 +162,24 @@ class DetectionCheckpointer:
         data: Dict[str, Any] = {"model": self.model.state_dict()}
         for key, obj in self.checkpointables.items():
             data[key] = obj.state_dict()
-        clash = set(extra) & set(data)
-        if clash:
-            raise ValueError(f"DetectionCheckpointer.save: extra keys {sorted(clash)} clash with checkpointables")
-        data.update(extra)
+        for source in (run_state, extra):
+            clash = set(source) & set(data)
+            if clash:
+                raise ValueError(f"DetectionCheckpointer.save: keys {sorted(clash)} are given twice")
+            data.update(source)
         basename = f"{name}.pth"
         path = os.path.join(self.save_dir, basename)
-        atomic_torch_save(data, path)
+        try:
+            atomic_torch_save(data, path)
+        except OSError as e:
+            if e.errno != errno.ENOSPC:
+                raise
+            previous = self.get_checkpoint_file()
+            kept = f"the previous checkpoint '{previous}' is kept" if previous else "no earlier checkpoint exists"
+            raise CheckpointSaveError(
+                errno.ENOSPC, f"Cannot save checkpoint '{path}' in the output folder '{self.save_dir}': "
+                f"{e.strerror}; {kept}. Free space (or set OUTPUT_DIR elsewhere), then continue with --resume."
+            ) from None
         self.tag_last_checkpoint(basename)
         self.logger.info(f"Saved checkpoint to {path}")
         return path
@@ -136,13 +202,55 @@ class DetectionCheckpointer:
             raise ValueError(f"'{tag}' is empty; expected the file name of the newest checkpoint")
         return os.path.join(self.save_dir, last)
 
+    def list_checkpoints(self) -> List[Tuple[int, str]]:
+        """(iteration, path) of the periodic checkpoints ``<prefix>_<7 digits>.pth`` in save_dir, oldest first."""
+        if not self.save_dir or not os.path.isdir(self.save_dir):
+            return []
+        found = []
+        for name in os.listdir(self.save_dir):
+            m = _PERIODIC_NAME.match(name)
+            if m:
+                found.append((int(m.group(2)), os.path.join(self.save_dir, name)))
+        return sorted(found)
+
+    def _read_newest_loadable(self) -> Tuple[str, Any]:
+        """The checkpoint ``last_checkpoint`` names, or, when it cannot be read, the newest other one that can
+        (warning naming both). Raises naming the unreadable file when none can be read."""
+        newest = self.get_checkpoint_file()
+        try:
+            return newest, read_checkpoint(newest)
+        except (ValueError, FileNotFoundError) as e:
+            problem = str(e)
+        final = os.path.join(self.save_dir, "model_final.pth")
+        candidates = [p for _, p in self.list_checkpoints()] + ([final] if os.path.isfile(final) else [])
+        candidates = sorted((p for p in candidates if os.path.abspath(p) != os.path.abspath(newest)),
+                            key=os.path.getmtime, reverse=True)
+        for path in candidates:
+            try:
+                checkpoint = read_checkpoint(path)
+            except ValueError:
+                continue
+            if isinstance(checkpoint, dict) and "iteration" in checkpoint:
+                self.logger.warning(f"Cannot resume from the newest checkpoint: {problem}. Resuming from the "
+                                    f"newest one that loads instead: '{path}'")
+                return path, checkpoint
+        raise ValueError(f"Cannot resume: {problem}; no other checkpoint in '{self.save_dir}' loads. Delete "
+                         f"'{os.path.join(self.save_dir, LAST_CHECKPOINT_TAG)}' to start from MODEL.WEIGHTS instead")
+
     # ----------------------------------------------------------------------------------------------- loading
     def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
         """Resume from ``last_checkpoint`` (model and all checkpointables) when ``resume`` and one exists; else
         load only the model weights from ``path`` ("" = nothing). Returns the checkpoint's other entries
-        (e.g. ``iteration``), {} when nothing was loaded."""
+        (e.g. ``iteration``), {} when nothing was loaded. Resuming restores the trainer too (``trainer=``)."""
         if resume and self.has_checkpoint():
-            return self.load(self.get_checkpoint_file())
+            path, checkpoint = self._read_newest_loadable()
+            remaining = self._apply(checkpoint, path, None)
+            if self.trainer is not None:
+                try:
+                    self.trainer.load_state_dict(remaining)
+                except KeyError as e:
+                    raise ValueError(f"Checkpoint '{path}': {e.args[0]}") from None
+            return remaining
         if resume:
             self.logger.info(f"No checkpoint to resume from in '{self.save_dir}'; starting from MODEL.WEIGHTS")
         if not path:
@@ -159,13 +267,10 @@ class DetectionCheckpointer:
         """
         if not path:
             raise ValueError("DetectionCheckpointer.load: empty path")
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"Checkpoint file '{path}' does not exist (check MODEL.WEIGHTS / OUTPUT_DIR)")
+        return self._apply(read_checkpoint(path), path, checkpointables)
+
+    def _apply(self, checkpoint: Any, path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
         self.logger.info(f"Loading checkpoint from {path}")
-        try:
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"Cannot read checkpoint '{path}': {e}") from e
         self.last_load_report = self._load_model(_extract_model_state(checkpoint, path), path)
         if not isinstance(checkpoint, dict) or "model" not in checkpoint:
             return {}

@@ -194,6 +194,7 @@ _C.SOLVER.WARMUP_FACTOR = 1.0 / 1000
 _C.SOLVER.WARMUP_ITERS = 1000
 _C.SOLVER.WARMUP_METHOD = "linear"  # "linear" or "constant"
 _C.SOLVER.CHECKPOINT_PERIOD = 5000
+_C.SOLVER.CHECKPOINT_MAX_KEEP = 0  # det_dcn: keep only the newest N model_XXXXXXX.pth (0 = all); never model_final
 _C.SOLVER.IMS_PER_BATCH = 16  # total over all processes
 _C.SOLVER.CLIP_GRADIENTS = CN()
 _C.SOLVER.CLIP_GRADIENTS.ENABLED = False

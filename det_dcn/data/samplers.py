@@ -12,19 +12,7 @@ import numpy as np
 import torch
 
 from det_dcn.utils import comm
-
-
-def shared_random_seed() -> int:
-    """A random seed drawn on rank 0 and shared by every rank (all ranks must shuffle alike)."""
-    seed = int(np.random.SeedSequence().generate_state(1)[0] & 0x7FFFFFFF)
-    return int(comm.all_gather(seed)[0])
-
-
-def resolve_seed(seed: Optional[int]) -> int:
-    """``seed`` if it is >= 0 (cfg.SEED), else a random seed shared across ranks."""
-    if seed is None or int(seed) < 0:
-        return shared_random_seed()
-    return int(seed)
+from det_dcn.utils.seeding import resolve_seed
 
 
 class TrainingSampler:

@@ -15,6 +15,7 @@ import functools
 import itertools
 import logging
 import random
+import signal
 import time
 from typing import Callable, Dict, List, Optional, Sequence
 
@@ -105,6 +106,9 @@ def _identity(x):
 
 
 def _worker_init(worker_id: int, seed: int, rank: int) -> None:
+    # A cluster signals every process of the job; the trainer saves and then stops its workers itself.
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, signal.SIG_IGN)
     # Our augmentations use explicit generators; this seeds the global RNGs for any other code in the worker.
     s = int(np.random.SeedSequence([seed, rank, worker_id]).generate_state(1)[0])
     random.seed(s)

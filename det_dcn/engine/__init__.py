@@ -11,9 +11,10 @@ from .hooks import (
 )
 from .launch import launch
 from .predictor import DefaultPredictor
-from .seeding import get_rng_state, seed_all_rng, set_rng_state
+from .preemption import EXIT_STOPPED, TrainingStopped
 from .train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase
 from .trainer import DefaultTrainer, create_ddp_model
+from det_dcn.utils.seeding import get_rng_state, seed_all_rng, set_rng_state
 
 __all__ = [
     "default_argument_parser",
@@ -31,6 +32,8 @@ __all__ = [
     "PeriodicCheckpointer",
     "PeriodicWriter",
     "NonFiniteLossError",
+    "TrainingStopped",
+    "EXIT_STOPPED",
     "create_ddp_model",
     "seed_all_rng",
     "get_rng_state",

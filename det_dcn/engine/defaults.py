@@ -8,18 +8,34 @@ from typing import Optional
 
 import torch
 
+from det_dcn.config.overrides import split_overrides
 from det_dcn.utils import comm
 from det_dcn.utils.logger import setup_logger
 
-from .env_info import collect_env_info
-from .seeding import generate_seed, seed_all_rng
 from det_dcn.utils.atomic_io import atomic_write_text
+from det_dcn.utils.seeding import seed_from_cfg
+
+from .env_info import collect_env_info
+
+
+class _FlagsAnywhereParser(argparse.ArgumentParser):
+    """``KEY VALUE`` overrides may stand before, between or after the flags (``... SOLVER.MAX_ITER 10 --resume``),
+    told apart as the other tools do (det_dcn.config.overrides); an unknown ``--flag`` is an error naming it."""
+
+    def parse_args(self, args=None, namespace=None):
+        flags, overrides = split_overrides(self, list(sys.argv[1:] if args is None else args))
+        unknown = [t for t in overrides if t.startswith("--")]
+        if unknown:
+            self.error(f"unrecognized arguments: {' '.join(unknown)} (flags: see --help)")
+        ns = super().parse_args(flags, namespace)
+        ns.opts = overrides
+        return ns
 
 
 def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentParser:
     """detectron2's training flags: --config-file, --resume, --eval-only, --num-gpus, --num-machines,
-    --machine-rank, --dist-url, then ``KEY VALUE`` config overrides."""
-    parser = argparse.ArgumentParser(
+    --machine-rank, --dist-url, and ``KEY VALUE`` config overrides (flags may come before or after them)."""
+    parser = _FlagsAnywhereParser(
         epilog=epilog
         or (
             "Examples:\n"
@@ -51,23 +67,8 @@ def default_argument_parser(epilog: Optional[str] = None) -> argparse.ArgumentPa
         help="rendezvous of the processes: 'auto' (a free localhost port, one machine) or tcp://IP_OF_MACHINE0:PORT",
     )
     parser.add_argument("opts", default=None, nargs=argparse.REMAINDER,
-                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 1000")
+                        help="config overrides as KEY VALUE pairs, e.g. SOLVER.MAX_ITER 1000 (flags may follow)")
     return parser
-
-
-def resolve_seed(cfg) -> int:
-    """SEED >= 0 as is; SEED < 0: a seed drawn on rank 0 and shared, written into ``cfg`` so config.yaml can
-    repeat the run (per-rank generators are then seeded with ``SEED + rank`` as with a fixed seed)."""
-    seed = int(cfg.SEED)
-    if seed < 0:
-        seed = int(comm.all_gather(generate_seed())[0])
-        was_frozen = cfg.is_frozen()
-        cfg.defrost()
-        cfg.SEED = seed
-        if was_frozen:
-            cfg.freeze()
-        logging.getLogger("det_dcn").info(f"SEED < 0: using the generated seed {seed} (saved in config.yaml)")
-    return seed
 
 
 def default_setup(cfg, args) -> None:
@@ -94,10 +95,9 @@ def default_setup(cfg, args) -> None:
     config_file = getattr(args, "config_file", "")
     if config_file:
         with open(config_file, "r", encoding="utf-8") as f:
-            logger.info(f"Contents of config file {config_file}:\n{f.read()}")
+            logger.debug(f"Contents of config file {config_file}:\n{f.read()}")  # log.txt only; all keys below
 
-    seed = resolve_seed(cfg)
-    seed_all_rng(seed + rank)
+    seed = seed_from_cfg(cfg)
     logger.info(f"Seeded Python, NumPy and torch with SEED + rank = {seed + rank}")
 
     if comm.is_main_process():

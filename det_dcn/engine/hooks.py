@@ -1,13 +1,16 @@
-"""The hooks DefaultTrainer registers, in this order:
+"""The hooks DefaultTrainer registers, in this order (see HookBase for when each method runs):
 
-IterationTimer (time per iteration) -> LRScheduler (records lr, steps the schedule) -> PeriodicCheckpointer (saves
-every CHECKPOINT_PERIOD iterations and at the end, with all ranks' RNG states) -> EvalHook (every EVAL_PERIOD
-iterations and after the last one) -> PeriodicWriter (console / metrics.json / TensorBoard every LOG_PERIOD).
-The checkpoint is written before the evaluation so a crash during evaluation loses no training.
+IterationTimer (time per iteration; total training time and s/iter at the end) -> LRScheduler (records lr, steps
+the schedule, owns its state) -> PeriodicCheckpointer (saves every CHECKPOINT_PERIOD iterations, at the end and when
+a stop signal arrived; keeps the newest CHECKPOINT_MAX_KEEP) -> EvalHook (every EVAL_PERIOD iterations and after the
+last one) -> PeriodicWriter (console / metrics.json / TensorBoard every LOG_PERIOD).
+The checkpoint is written before the evaluation so a crash during evaluation loses no training. Hooks that run on
+every rank call ``trainer.flush_losses()`` first (a collective) so what they save or write has been checked.
 """
 
 import datetime
 import logging
+import os
 import time
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, List, Optional
@@ -18,40 +21,56 @@ from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.utils import comm
 from det_dcn.utils.events import EventWriter
 
-from .seeding import get_rng_state
+from .preemption import EXIT_STOPPED, resume_command
 from .train_loop import HookBase
 
 logger = logging.getLogger(__name__)
 
 
 class IterationTimer(HookBase):
-    """Records ``time`` (seconds per iteration, hooks included) and logs the total training time at the end."""
+    """Records ``time`` (seconds of each iteration's step, before the other hooks' ``after_step``); at the last
+    iteration of the run also ``total_train_time_s`` (wall seconds of the loop so far, this run's iterations and
+    hooks) and ``train_s_per_iter`` (mean ``time``, without the first ``warmup`` iterations when the run has more
+    than ``2 * warmup``), so metrics.json's record of the last iteration carries them."""
 
-    def __init__(self) -> None:
+    def __init__(self, warmup: int = 5) -> None:
+        self.warmup = warmup
         self._step_start: Optional[float] = None
         self._train_start: Optional[float] = None
+        self._step_times: List[float] = []
 
     def before_train(self) -> None:
         self._train_start = time.perf_counter()
+        self._step_times = []
 
     def before_step(self) -> None:
         self._step_start = time.perf_counter()
 
+    def _per_iter(self) -> float:
+        times = self._step_times
+        timed = times[self.warmup:] if len(times) > 2 * self.warmup else times
+        return sum(timed) / len(timed)
+
     def after_step(self) -> None:
-        self.trainer.storage.put_scalars(time=time.perf_counter() - self._step_start)
+        seconds = time.perf_counter() - self._step_start
+        self._step_times.append(seconds)
+        storage = self.trainer.storage
+        storage.put_scalars(time=seconds)
+        if self.trainer.iter == self.trainer.max_iter - 1:
+            storage.put_scalars(total_train_time_s=time.perf_counter() - self._train_start,
+                                train_s_per_iter=self._per_iter(), smoothing_hint=False)
 
     def after_train(self) -> None:
-        done = self.trainer.iter - self.trainer.start_iter
-        total = time.perf_counter() - self._train_start
-        if done > 0:
-            logger.info(
-                f"Training time: {datetime.timedelta(seconds=int(total))} for {done} iterations "
-                f"({total / done:.4f} s / it)"
-            )
+        if self._step_times:
+            total = time.perf_counter() - self._train_start
+            logger.info(f"Training time: {datetime.timedelta(seconds=int(total))} for {len(self._step_times)} "
+                        f"iterations ({self._per_iter():.4f} s / it)")
 
 
 class LRScheduler(HookBase):
     """Records the LR used in this iteration (``lr``) and steps the scheduler once per iteration."""
+
+    checkpoint_key = "scheduler"  # the schedule's state in a checkpoint, as detectron2 names it
 
     def __init__(self, optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler):
         self.optimizer = optimizer
@@ -65,32 +84,66 @@ class LRScheduler(HookBase):
         self.trainer.storage.put_scalar("lr", lr, smoothing_hint=False)
         self.scheduler.step()
 
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.scheduler.load_state_dict(state)
+
 
 class PeriodicCheckpointer(HookBase):
-    """Saves ``model_{iter:07d}`` after every ``period``-th iteration and ``model_final`` after the last one.
+    """Saves ``model_{iter:07d}`` after every ``period``-th iteration and ``model_final`` after the last one, and
+    ``model_{iter:07d}`` after the iteration at which a stop signal arrived (then logs how to resume).
 
-    A checkpoint holds the iteration just finished and every rank's RNG states (gathered, so all ranks take part;
-    only the main process writes).
+    A checkpoint holds the model and the trainer's state (iteration just finished, optimizer, schedule, every
+    rank's RNG states): all ranks take part, only the main process writes. ``max_to_keep`` > 0 keeps only the
+    newest that many ``model_{iter:07d}`` files (detectron2's ``max_to_keep``); ``model_final`` and the file
+    ``last_checkpoint`` names are never deleted. 0 keeps all.
     """
 
-    def __init__(self, checkpointer: DetectionCheckpointer, period: int, max_iter: int, file_prefix: str = "model"):
+    def __init__(self, checkpointer: DetectionCheckpointer, period: int, max_iter: int, file_prefix: str = "model",
+                 max_to_keep: int = 0):
         if period <= 0:
             raise ValueError(f"SOLVER.CHECKPOINT_PERIOD must be > 0, got {period}")
+        if max_to_keep < 0:
+            raise ValueError(f"SOLVER.CHECKPOINT_MAX_KEEP must be >= 0 (0 = keep all), got {max_to_keep}")
         self.checkpointer = checkpointer
         self.period = int(period)
         self.max_iter = int(max_iter)
         self.file_prefix = file_prefix
+        self.max_to_keep = int(max_to_keep)
 
-    def _save(self, name: str, iteration: int) -> None:
-        rng_states = comm.all_gather(get_rng_state())
-        self.checkpointer.save(name, iteration=iteration, rng_states=rng_states)
+    def _save(self, name: str) -> Optional[str]:
+        self.trainer.flush_losses()  # a NaN found here stops training before it reaches a checkpoint
+        path = self.checkpointer.save(name)
+        if self.max_to_keep > 0 and comm.is_main_process():
+            self._delete_old()
+        return path
+
+    def _delete_old(self) -> None:
+        keep = os.path.abspath(self.checkpointer.get_checkpoint_file())
+        periodic = [p for _, p in self.checkpointer.list_checkpoints()
+                    if os.path.basename(p).startswith(self.file_prefix + "_")]
+        for path in periodic[:-self.max_to_keep]:
+            if os.path.abspath(path) != keep:
+                os.remove(path)
+                logger.info(f"Deleted {path} (SOLVER.CHECKPOINT_MAX_KEEP {self.max_to_keep})")
 
     def after_step(self) -> None:
         iteration = self.trainer.iter
+        path = None
         if (iteration + 1) % self.period == 0:
-            self._save(f"{self.file_prefix}_{iteration:07d}", iteration)
+            path = self._save(f"{self.file_prefix}_{iteration:07d}")
         if iteration >= self.max_iter - 1:
-            self._save(f"{self.file_prefix}_final", iteration)
+            path = self._save(f"{self.file_prefix}_final")
+        stopped_by = self.trainer.stopped_by
+        if stopped_by:
+            if path is None and (iteration + 1) % self.period != 0:
+                path = self._save(f"{self.file_prefix}_{iteration:07d}")
+            comm.synchronize()  # every rank leaves only once the checkpoint is on disk
+            if comm.is_main_process():
+                logger.warning(f"{stopped_by} received: stopped after iteration {iteration} and saved {path}; "
+                               f"exiting with status {EXIT_STOPPED}. Continue with: {resume_command()}")
 
 
 def flatten_results_dict(results: Mapping, prefix: str = "") -> Dict[str, float]:
@@ -123,6 +176,7 @@ class EvalHook(HookBase):
         self.latest_results: Optional[Mapping] = None
 
     def _do_eval(self) -> None:
+        self.trainer.flush_losses()
         results = self.eval_function()
         if results is None:
             results = {}
@@ -137,6 +191,8 @@ class EvalHook(HookBase):
 
     def after_step(self) -> None:
         next_iter = self.trainer.iter + 1
+        if self.trainer.stopped_by:
+            return  # stopping on a signal: save and go, do not start a long evaluation
         if self.period > 0 and next_iter % self.period == 0 and next_iter != self.trainer.max_iter:
             self._do_eval()
 
@@ -147,7 +203,10 @@ class EvalHook(HookBase):
 
 
 class PeriodicWriter(HookBase):
-    """Calls each writer every ``period`` iterations, after the last iteration and at the end of training."""
+    """Calls each writer every ``period`` iterations, after the last iteration and at the end of training.
+
+    Registered on every rank (it first flushes the trainer's pending losses, a collective); only the main process
+    has writers."""
 
     def __init__(self, writers: List[EventWriter], period: int):
         if period <= 0:
@@ -157,7 +216,8 @@ class PeriodicWriter(HookBase):
 
     def after_step(self) -> None:
         iteration = self.trainer.iter
-        if (iteration + 1) % self.period == 0 or iteration == self.trainer.max_iter - 1:
+        if (iteration + 1) % self.period == 0 or iteration == self.trainer.max_iter - 1 or self.trainer.stopped_by:
+            self.trainer.flush_losses()
             for w in self.writers:
                 w.write()
 

@@ -10,12 +10,20 @@
 
 Each process sets ``det_dcn.utils.comm._LOCAL_PROCESS_GROUP`` (the processes of its machine) and, on GPUs, its
 CUDA device to its local rank.
+
+Stop signals: while spawned processes run, the launching process forwards SIGTERM / SIGUSR1 to them (a cluster or
+Kubernetes may signal only the parent). When training stops on such a signal every rank raises ``TrainingStopped``
+after the same iteration; the ranks then leave together and ``launch`` raises ``TrainingStopped`` too, so the
+command exits with ``EXIT_STOPPED`` (75). A process that dies (e.g. ``kill -9``) makes the others stop at once.
 """
 
+import contextlib
 import logging
 import os
+import signal
 import socket
 import sys
+import threading
 import traceback
 from datetime import timedelta
 from typing import Any, Callable, Sequence
@@ -25,6 +33,9 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from det_dcn.utils import comm
+
+from .preemption import STOP_SIGNALS, TrainingStopped
+from .train_loop import is_disk_full
 
 logger = logging.getLogger(__name__)
 
@@ -119,13 +130,42 @@ def launch(
         dist_url = f"tcp://127.0.0.1:{_find_free_port()}"
     if num_machines > 1 and dist_url.startswith("tcp://127.0.0.1"):
         logger.warning(f"--dist-url {dist_url} is a localhost address, but this job spans {num_machines} machines")
-    mp.start_processes(
+    stopped = mp.get_context("spawn").Value("i", 0)  # set by the workers that stopped on a signal
+    context = mp.start_processes(
         _distributed_worker,
         nprocs=num_gpus_per_machine,
-        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout, backend),
+        args=(main_func, world_size, num_gpus_per_machine, machine_rank, dist_url, tuple(args), timeout, backend,
+              stopped),
         daemon=False,
         start_method="spawn",
+        join=False,
     )
+    with _forward_stop_signals(context.processes):
+        while not context.join():
+            pass
+    if stopped.value:
+        raise TrainingStopped(f"Training stopped by a signal on {stopped.value} of {num_gpus_per_machine} "
+                              "processes of this machine")
+
+
+@contextlib.contextmanager
+def _forward_stop_signals(processes):
+    """Pass SIGTERM / SIGUSR1 received by this (launching) process on to the worker processes."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(signum, frame):
+        for p in processes:
+            if p.is_alive():
+                os.kill(p.pid, signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _distributed_worker(
@@ -138,6 +178,7 @@ def _distributed_worker(
     args: Sequence[Any],
     timeout: timedelta,
     backend: str,
+    stopped=None,
 ) -> None:
     global_rank = machine_rank * num_gpus_per_machine + local_rank
     if backend == "nccl":
@@ -152,7 +193,12 @@ def _distributed_worker(
     try:
         _set_local_group(world_size // num_gpus_per_machine, num_gpus_per_machine, machine_rank)
         comm.synchronize()
-        _run_reporting_rank(main_func, args, global_rank)
+        try:
+            _run_reporting_rank(main_func, args, global_rank)
+        except TrainingStopped:
+            # Every rank stops after the same iteration (they agree), so all of them get here: leave together.
+            with stopped.get_lock():
+                stopped.value += 1
         # Only after every rank's last collective may any rank tear the group down; a rank that destroyed it
         # early made gloo's peer threads abort at exit ("terminate called without an active exception").
         comm.synchronize()
@@ -165,6 +211,13 @@ def _run_reporting_rank(main_func: Callable[..., Any], args: Sequence[Any], rank
     # rather than the root cause: print every failing process's traceback, marked with its rank.
     try:
         main_func(*args)
+    except TrainingStopped:
+        raise  # not a failure: the checkpoint is saved and the log says how to resume
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        sys.stderr.write(f"[rank{rank}] {e}\n")  # one line says it all (folder, bytes needed)
+        raise SystemExit(1) from None
     except BaseException:
         sys.stderr.write(f"[rank{rank}] failed with:\n{traceback.format_exc()}")
         sys.stderr.flush()
@@ -188,10 +241,16 @@ def _run_under_torchrun(main_func: Callable[..., Any], args: Sequence[Any], time
         main_func(*args)
         return
     dist.init_process_group(backend, init_method="env://", world_size=world_size, rank=rank, timeout=timeout)
+    stopped = None
     try:
         _set_local_group(world_size // local_size, local_size, rank // local_size)
         comm.synchronize()
-        _run_reporting_rank(main_func, args, rank)
+        try:
+            _run_reporting_rank(main_func, args, rank)
+        except TrainingStopped as e:
+            stopped = e  # all ranks stop together: leave together, then exit with its status
         comm.synchronize()  # as in _distributed_worker: nobody tears the group down under a peer
     finally:
         comm.destroy_process_group()
+    if stopped is not None:
+        raise stopped

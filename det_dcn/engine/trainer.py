@@ -15,8 +15,9 @@ one part; ``build_train_loader(cfg, start_iter)`` must continue the data order f
 
 import logging
 import os
+import weakref
 from collections import OrderedDict
-from typing import Any, Dict, List, Optional
+from typing import List, Optional
 
 import torch
 from torch import nn
@@ -25,12 +26,14 @@ from torch.nn.parallel import DistributedDataParallel
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from det_dcn.utils import comm
-from det_dcn.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardXWriter, \
+from det_dcn.utils.atomic_io import atomic_write_text
+from det_dcn.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardWriter, \
     tensorboard_available
 from det_dcn.utils.logger import setup_logger
+from det_dcn.utils.seeding import seed_from_cfg
 
 from . import hooks
-from .seeding import seed_all_rng, set_rng_state
+from .results_table import format_results_table
 from .train_loop import NonFiniteLossError, SimpleTrainer
 
 logger = logging.getLogger(__name__)
@@ -66,15 +69,18 @@ class DefaultTrainer(SimpleTrainer):
 
     Attributes: ``cfg``, ``model`` (DDP-wrapped when distributed), ``model_without_ddp``, ``optimizer``,
     ``scheduler``, ``grad_scaler`` (CUDA AMP only), ``checkpointer``, ``start_iter``, ``max_iter``.
+    ``loss_check_period`` (class attribute): see SimpleTrainer; None = by device.
     """
+
+    loss_check_period: Optional[int] = None
 
     def __init__(self, cfg):
         if not logging.getLogger("det_dcn").handlers:
             setup_logger(distributed_rank=comm.get_rank())
         _check_solver_cfg(cfg)
-        if cfg.SEED >= 0:
-            # Every rank builds the same initial model (DDP also broadcasts rank 0's); ranks draw different samples.
-            seed_all_rng(cfg.SEED + comm.get_rank())
+        # Seeded here too (default_setup did so before): a trainer built from a cfg starts from the same RNG state
+        # whatever ran in between. SEED + rank: ranks draw different samples; DDP broadcasts rank 0's weights.
+        seed_from_cfg(cfg)
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         device = next(model.parameters()).device
@@ -88,57 +94,43 @@ class DefaultTrainer(SimpleTrainer):
             amp=amp,
             grad_scaler=grad_scaler,
             clip_gradients=build_gradient_clipper(cfg),
+            loss_check_period=self.loss_check_period,
         )
         self.cfg = cfg
         self.model_without_ddp = model
         self.scheduler = self.build_lr_scheduler(cfg, optimizer)
-        checkpointables: Dict[str, Any] = {"optimizer": optimizer, "scheduler": self.scheduler}
-        if grad_scaler is not None:
-            checkpointables["grad_scaler"] = grad_scaler
-        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, **checkpointables)
+        # The trainer's state_dict (iteration, optimizer, schedule via its hook, RNG states) goes into checkpoints.
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
-        self._rng_state_to_restore: Optional[dict] = None
         self._eval_hook: Optional[hooks.EvalHook] = None
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------------------------------ resume / load
     def resume_or_load(self, resume: bool = True) -> None:
-        """``resume`` and OUTPUT_DIR has a ``last_checkpoint``: restore model, optimizer, scheduler, grad scaler,
-        iteration and RNG states from it. Otherwise load MODEL.WEIGHTS (model only; "" = from scratch)."""
-        resuming = resume and self.checkpointer.has_checkpoint()
-        checkpoint = self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
-        if not resuming:
-            return
-        if "iteration" not in checkpoint:
-            raise ValueError(
-                f"Checkpoint '{self.checkpointer.get_checkpoint_file()}' has no 'iteration' entry, "
-                "so training cannot resume from it; load it with MODEL.WEIGHTS instead of --resume"
-            )
-        self.start_iter = int(checkpoint["iteration"]) + 1
-        rng_states: Optional[List[dict]] = checkpoint.get("rng_states")
-        if rng_states and len(rng_states) == comm.get_world_size():
-            self._rng_state_to_restore = rng_states[comm.get_rank()]
-        else:
-            logger.warning(
-                f"The checkpoint holds RNG states of {len(rng_states or [])} processes, this run has "
-                f"{comm.get_world_size()}: random draws will not continue exactly as in the interrupted run"
-            )
-        logger.info(f"Resuming training at iteration {self.start_iter}")
+        """``resume`` and OUTPUT_DIR has a ``last_checkpoint``: restore the model and the trainer's state (iteration,
+        optimizer, schedule, grad scaler, RNG states) from it (or from the newest checkpoint that loads, with a
+        warning). Otherwise load MODEL.WEIGHTS (model only; "" = from scratch) and start at iteration 0."""
+        self.start_iter = 0
+        self.checkpointer.resume_or_load(self.cfg.MODEL.WEIGHTS, resume=resume)
+        if self.start_iter > 0:
+            logger.info(f"Resuming training at iteration {self.start_iter}")
 
     # -------------------------------------------------------------------------------------------------- loop
     def train(self) -> Optional[dict]:
         """Train from ``start_iter`` to SOLVER.MAX_ITER; returns the last evaluation results (main process) or
-        None when nothing was evaluated."""
-        self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
-        # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.
-        if self._rng_state_to_restore is not None:
-            set_rng_state(self._rng_state_to_restore)
-            self._rng_state_to_restore = None
+        None when nothing was evaluated. Raises TrainingStopped (a SystemExit) after saving when SIGTERM /
+        SIGUSR1 arrived."""
+        # Before the loader's worker processes start, so they inherit the handler (see preemption.StopRequest).
+        self.stop_request.install()
         try:
+            self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
+            # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.
+            self.restore_rng_state()
             super().train(self.start_iter, self.max_iter)
         finally:
             self.close_data_loader()
+            self.stop_request.uninstall()
         if self._eval_hook is not None and comm.is_main_process():
             return self._eval_hook.latest_results
         return None
@@ -146,10 +138,6 @@ class DefaultTrainer(SimpleTrainer):
     def run_step(self) -> None:
         try:
             super().run_step()
-        except NonFiniteLossError as e:
-            last = self.checkpointer.get_checkpoint_file() if comm.is_main_process() else ""
-            where = f"The last good checkpoint is '{last}'." if last else "No checkpoint had been written yet."
-            raise NonFiniteLossError(f"{e} {where}") from e
         except RuntimeError as e:
             if "find_unused_parameters" in str(e) and not self.cfg.FIND_UNUSED_PARAMETERS:
                 raise RuntimeError(
@@ -162,13 +150,22 @@ class DefaultTrainer(SimpleTrainer):
         if callable(stats):
             self.storage.put_scalar("data/num_skipped", stats()["num_skipped"], smoothing_hint=False)
 
+    def flush_losses(self) -> None:
+        try:
+            super().flush_losses()
+        except NonFiniteLossError as e:
+            last = self.checkpointer.get_checkpoint_file() if comm.is_main_process() else ""
+            where = f"The last good checkpoint is '{last}'." if last else "No checkpoint had been written yet."
+            raise NonFiniteLossError(f"{e} {where}") from None
+
     # ---------------------------------------------------------------------------------------------- builders
     def build_hooks(self) -> List[hooks.HookBase]:
         cfg = self.cfg
         result: List[hooks.HookBase] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
-            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter),
+            hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter,
+                                       max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_KEEP),
         ]
         if len(cfg.DATASETS.TEST) > 0:
 
@@ -179,8 +176,9 @@ class DefaultTrainer(SimpleTrainer):
 
             self._eval_hook = hooks.EvalHook(cfg.TEST.EVAL_PERIOD, evaluate)
             result.append(self._eval_hook)
-        if comm.is_main_process():
-            result.append(hooks.PeriodicWriter(self.build_writers(), period=cfg.LOG_PERIOD))
+        # On every rank (it flushes the losses, a collective); only the main process writes.
+        writers = self.build_writers() if comm.is_main_process() else []
+        result.append(hooks.PeriodicWriter(writers, period=cfg.LOG_PERIOD))
         return result
 
     def build_writers(self) -> List[EventWriter]:
@@ -190,7 +188,7 @@ class DefaultTrainer(SimpleTrainer):
             JSONWriter(os.path.join(self.cfg.OUTPUT_DIR, "metrics.json")),
         ]
         if tensorboard_available():
-            writers.append(TensorboardXWriter(self.cfg.OUTPUT_DIR))
+            writers.append(TensorboardWriter(self.cfg.OUTPUT_DIR))
         return writers
 
     @classmethod
@@ -198,7 +196,13 @@ class DefaultTrainer(SimpleTrainer):
         from det_dcn.modeling import build_model
 
         model = build_model(cfg)
-        logger.info(f"Model:\n{model}")
+        num_params = sum(p.numel() for p in model.parameters())
+        where = ""
+        if comm.is_main_process() and cfg.OUTPUT_DIR and os.path.isdir(cfg.OUTPUT_DIR):
+            path = os.path.join(cfg.OUTPUT_DIR, "model.txt")
+            atomic_write_text(path, f"{model}\n")
+            where = f"; its structure is in {path}"
+        logger.info(f"Model: {type(model).__name__}, {num_params / 1e6:.2f} M parameters{where}")
         return model
 
     @classmethod
@@ -236,7 +240,7 @@ class DefaultTrainer(SimpleTrainer):
         Returns ``{"bbox": {"AP": ...}}`` for one dataset, ``{name: {"bbox": ...}}`` for several; other ranks than
         the main one get empty results.
         """
-        from det_dcn.evaluation import inference_on_dataset, print_csv_format
+        from det_dcn.evaluation import inference_on_dataset
 
         names = list(cfg.DATASETS.TEST)
         if evaluators is not None and len(evaluators) != len(names):
@@ -247,8 +251,7 @@ class DefaultTrainer(SimpleTrainer):
             evaluator = evaluators[i] if evaluators is not None else cls.build_evaluator(cfg, name)
             results[name] = inference_on_dataset(model, loader, evaluator) or {}
             if comm.is_main_process() and results[name]:
-                logger.info(f"Evaluation results for {name}:")
-                print_csv_format(results[name])
+                logger.info(f"Evaluation results for {name}:\n{format_results_table(results[name])}")
         if len(results) == 1:
             return next(iter(results.values()))
         return dict(results)

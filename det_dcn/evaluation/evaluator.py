@@ -9,6 +9,7 @@ from typing import Optional
 import torch
 
 from det_dcn.utils import comm
+from det_dcn.utils.events import current_event_storage
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def inference_on_dataset(model, data_loader, evaluator: Optional[DatasetEvaluato
     sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     start = time.perf_counter()
     timed_start, t_data, t_model, t_eval, n_timed = start, 0.0, 0.0, 0.0, 0
-    last_log = start
+    last_log, n_images = start, 0
     with inference_context(model), torch.no_grad():
         t_prev = time.perf_counter()
         for idx, inputs in enumerate(data_loader):
@@ -70,6 +71,7 @@ def inference_on_dataset(model, data_loader, evaluator: Optional[DatasetEvaluato
             outputs = model(inputs)
             sync()
             t1 = time.perf_counter()
+            n_images = (0 if idx == num_warmup else n_images) + len(inputs)  # images in the timed batches
             evaluator.process(inputs, outputs)
             t2 = time.perf_counter()
             t_data, t_model, t_eval = t_data + (t0 - t_prev), t_model + (t1 - t0), t_eval + (t2 - t1)
@@ -86,6 +88,9 @@ def inference_on_dataset(model, data_loader, evaluator: Optional[DatasetEvaluato
                     f" s/iter. Total: {per:.4f} s/iter.{eta}"
                 )
     elapsed = time.perf_counter() - start
+    storage = current_event_storage()  # training: the record with the evaluation results gets the model time
+    if storage is not None and n_timed:
+        storage.put_scalar("inference_ms_per_image", 1000.0 * t_model / n_images, smoothing_hint=False)
     logger.info(f"Total inference time: {_fmt_eta(elapsed)} ({elapsed:.2f} s); model time "
                 f"{t_model / max(n_timed, 1):.4f} s/iter over {n_timed} timed iterations")
     results = evaluator.evaluate()

@@ -1,9 +1,27 @@
 """Input validation shared by the layers: every failure is a ValueError naming the argument, what was received and
-what was expected, so a wrong call never reaches a kernel (no segfaults, no silent garbage)."""
+what was expected, so a wrong call never reaches a kernel (no segfaults, no silent garbage).
 
+Checks of shapes, dtypes and devices cost nothing. Checks of RoI *values* (batch indices, box order) must read the
+tensor: on CPU that is free and they raise the ValueError; on CUDA and inside ``torch.compile`` they run as one
+asynchronous device-side assertion per call (``torch._assert_async``: no host synchronisation, no graph break; on
+CUDA a violation surfaces as a device-side assert at the next synchronisation). ``DET_DCN_SYNC_CHECKS=1`` makes
+eager CUDA calls read the values on the host too, for the full ValueError.
+"""
+
+import os
 from typing import Optional, Tuple
 
 import torch
+
+_SYNC_ENV = "DET_DCN_SYNC_CHECKS"
+
+
+def _sync_checks() -> bool:
+    value = os.environ.get(_SYNC_ENV, "0")
+    if value not in ("0", "1"):
+        raise ValueError(f"{_SYNC_ENV}={value!r}: expected '0' (device-side RoI checks on CUDA, the default) or '1' "
+                         f"(read RoIs on the host for exact error messages)")
+    return value == "1"
 
 
 def autocast_active(device_type: str) -> bool:
@@ -52,7 +70,13 @@ def check_rois(op: str, input: torch.Tensor, rois: torch.Tensor, name: str = "ro
     idx = rois[:, 0]
     bad_index = (idx < 0) | (idx >= input.shape[0]) | (idx != idx.floor())
     bad_order = (rois[:, 3] < rois[:, 1]) | (rois[:, 4] < rois[:, 2]) if ordered else torch.zeros_like(bad_index)
-    # one host sync for both checks; wrong indices would read another image or out of bounds
+    # wrong indices would read another image or out of bounds
+    if torch.compiler.is_compiling() or (rois.device.type != "cpu" and not _sync_checks()):
+        n = input.shape[0]
+        torch._assert_async(~(bad_index.any() | bad_order.any()),
+                            f"{op}: {name} holds a batch index outside [0, {n}) or not an integer"
+                            + (", or a box with x2 < x1 or y2 < y1" if ordered else ""))
+        return
     any_index, any_order = torch.stack([bad_index.any(), bad_order.any()]).tolist()
     if any_index:
         value = idx[bad_index][0].item()

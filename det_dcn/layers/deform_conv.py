@@ -1,7 +1,9 @@
-"""Deformable convolution v1 (Dai et al., 2017) and modulated v2 (Zhu et al., 2019).
+"""Deformable convolution v1 (Dai et al., 2017) and modulated v2 (Zhu et al., 2019): :func:`deform_conv2d` and the
+modules around it.
 
-On CUDA the layers run ``torchvision.ops.deform_conv2d``; on CPU a plain PyTorch formulation with the same numbers
-(``deform_conv_torch.py``), several times faster than torchvision's CPU kernel.
+The operator is ``torch.ops.det_dcn.deform_conv2d``: on CPU a plain PyTorch formulation (``deform_conv_torch.py``),
+several times faster than torchvision's CPU kernel; elsewhere torchvision's kernel (``DET_DCN_DEFORM_CONV_IMPL``,
+see ``_dispatch.py``). Same numbers either way.
 
 Offsets are laid out as in mmcv, detectron2 and ``torchvision.ops.deform_conv2d``: for each deformable group g and
 kernel point k (row-major over kh x kw), channel ``2 * (g * kh * kw + k)`` is the y shift and the next one the x
@@ -9,29 +11,16 @@ shift. Parameter names (``weight``, ``bias``) and initialisation follow mmcv.
 """
 
 import math
-import os
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
-from torchvision.ops import deform_conv2d
 
 from ._checks import check_feature_map, check_same_device_dtype, pair
-from ._precision import autocast_dtype, compute_dtype, no_autocast
-from .deform_conv_torch import deform_conv2d_torch
+from ._ops import deform_conv2d_op
+from ._precision import autocast_dtype, compute_dtype
 
 _IntPair = Union[int, Tuple[int, int]]
-# "auto": the plain PyTorch path on CPU (several times faster than torchvision's serial CPU kernel), torchvision's
-# kernel elsewhere (CUDA); "torch" / "torchvision" force one of them everywhere.
-_IMPL_ENV = "DET_DCN_DEFORM_CONV_IMPL"
-
-
-def _deform_conv_impl(device: torch.device):
-    impl = os.environ.get(_IMPL_ENV, "auto")
-    if impl == "torch" or (impl == "auto" and device.type == "cpu"):
-        return deform_conv2d_torch
-    return lambda x, offset, mask, weight, bias, stride, padding, dilation: deform_conv2d(
-        x, offset, weight, bias, stride, padding, dilation, mask)
 
 
 def _check_aux(op: str, name: str, x: torch.Tensor, t: torch.Tensor, channels: int,
@@ -41,6 +30,66 @@ def _check_aux(op: str, name: str, x: torch.Tensor, t: torch.Tensor, channels: i
         got = tuple(t.shape) if isinstance(t, torch.Tensor) else type(t).__name__
         raise ValueError(f"{op}: {name} must have shape {list(expected)}, got {got}")
     check_same_device_dtype(op, x, t, name)
+
+
+def _deform_conv2d(x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor], weight: torch.Tensor,
+                   bias: Optional[torch.Tensor], stride: Tuple[int, int], padding: Tuple[int, int],
+                   dilation: Tuple[int, int]) -> torch.Tensor:
+    """The op on validated arguments. It computes in float32 (float64 stays float64) and returns autocast's dtype
+    under autocast, ``x``'s otherwise, as a convolution would."""
+    dtype = compute_dtype(x.dtype)
+    out_dtype = autocast_dtype(x.device.type, x.dtype)
+    out = deform_conv2d_op(x.to(dtype), offset.to(dtype), None if mask is None else mask.to(dtype),
+                           weight.to(dtype), None if bias is None else bias.to(dtype), stride, padding, dilation)
+    return out.to(out_dtype)
+
+
+def deform_conv2d(input: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor,
+                  bias: Optional[torch.Tensor] = None, stride: _IntPair = 1, padding: _IntPair = 0,
+                  dilation: _IntPair = 1, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Deformable convolution (DCNv1), or modulated (DCNv2) with ``mask``; ``torchvision.ops.deform_conv2d``'s
+    signature and numbers. Groups and deformable groups follow from the shapes.
+
+    Args:
+        input (Tensor[N, C_in, H, W]): input.
+        offset (Tensor[N, 2 * dg * kh * kw, H_out, W_out]): (dy, dx) per deformable group and kernel point;
+            dg (deformable groups) must divide C_in.
+        weight (Tensor[C_out, C_in / groups, kh, kw]), bias (Tensor[C_out], optional).
+        stride, padding, dilation (int or (int, int)): as ``conv2d``.
+        mask (Tensor[N, dg * kh * kw, H_out, W_out], optional): modulation of every sample.
+
+    Returns:
+        Tensor[N, C_out, H_out, W_out], H_out = (H + 2 * pad_h - dil_h * (kh - 1) - 1) // stride_h + 1.
+
+    Examples::
+        >>> x = torch.randn(1, 8, 10, 10)
+        >>> weight = torch.randn(16, 8, 3, 3)
+        >>> offset = torch.zeros(1, 18, 10, 10, requires_grad=True)
+        >>> deform_conv2d(x, offset, weight, padding=1).shape
+        torch.Size([1, 16, 10, 10])
+    """
+    op = "deform_conv2d"
+    check_feature_map(op, input)
+    check_feature_map(op, weight, "weight")
+    stride, dilation = pair(stride, "stride", op), pair(dilation, "dilation", op)
+    padding = pair(padding, "padding", op, minimum=0)
+    cout, cin_g, kh, kw = weight.shape
+    if input.shape[1] % cin_g or cout % (input.shape[1] // cin_g):
+        raise ValueError(f"{op}: weight of shape {tuple(weight.shape)} does not fit input of shape "
+                         f"{tuple(input.shape)}: expected C_in = groups * weight.shape[1] with groups dividing C_out")
+    out_hw = tuple((size + 2 * p - d * (k - 1) - 1) // s + 1
+                   for size, k, s, p, d in zip(input.shape[2:], (kh, kw), stride, padding, dilation))
+    check_feature_map(op, offset, "offset")
+    dg = offset.shape[1] // (2 * kh * kw)
+    if dg < 1 or offset.shape[1] != 2 * dg * kh * kw or input.shape[1] % dg:
+        raise ValueError(f"{op}: offset must have 2 * dg * kh * kw channels with dg dividing C_in = "
+                         f"{input.shape[1]}, got shape {tuple(offset.shape)}")
+    _check_aux(op, "offset", input, offset, offset.shape[1], out_hw)
+    if mask is not None:
+        _check_aux(op, "mask", input, mask, dg * kh * kw, out_hw)
+    if bias is not None and tuple(bias.shape) != (cout,):
+        raise ValueError(f"{op}: bias must have shape [{cout}], got {tuple(bias.shape)}")
+    return _deform_conv2d(input, offset, mask, weight, bias, stride, padding, dilation)
 
 
 class DeformConv2d(nn.Module):
@@ -110,17 +159,7 @@ class DeformConv2d(nn.Module):
         return out_hw
 
     def _deform_conv(self, x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
-        # torchvision's kernel takes float32/float64; under autocast it runs in float32 and returns autocast's
-        # dtype, as a convolution would.
-        device = x.device.type
-        dtype = compute_dtype(x.dtype)
-        out_dtype = autocast_dtype(device, x.dtype)
-        with no_autocast(device):
-            bias = None if self.bias is None else self.bias.to(dtype)
-            impl = _deform_conv_impl(x.device)
-            out = impl(x.to(dtype), offset.to(dtype), None if mask is None else mask.to(dtype),
-                       self.weight.to(dtype), bias, self.stride, self.padding, self.dilation)
-        return out.to(out_dtype)
+        return _deform_conv2d(x, offset, mask, self.weight, self.bias, self.stride, self.padding, self.dilation)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
         out_hw = self._check_input(x)

@@ -33,23 +33,12 @@ def _corners(pos: torch.Tensor, size: int):
     return idx.clamp(0, size - 1), weight
 
 
-def deform_conv2d_torch(x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor], weight: torch.Tensor,
-                        bias: Optional[torch.Tensor], stride: Tuple[int, int], padding: Tuple[int, int],
-                        dilation: Tuple[int, int]) -> torch.Tensor:
-    """Same contract as ``torchvision.ops.deform_conv2d`` (arguments already validated, float32/float64).
-
-    Args:
-        x (Tensor[N, C_in, H, W]): input.
-        offset (Tensor[N, 2 * dg * kh * kw, H_out, W_out]): (dy, dx) per deformable group and kernel point.
-        mask (Tensor[N, dg * kh * kw, H_out, W_out] or None): modulation.
-        weight (Tensor[C_out, C_in / groups, kh, kw]), bias (Tensor[C_out] or None).
-
-    Returns:
-        Tensor[N, C_out, H_out, W_out]
-    """
+def _deformed_columns(x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor], kernel_size: Tuple[int, int],
+                      stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int]) -> torch.Tensor:
+    """The deformed im2col: Tensor[N * H_out * W_out, kh * kw, C_in] (channels in the input's order), differentiable
+    with respect to ``x``, ``offset`` and ``mask``."""
     n, cin, height, width = x.shape
-    cout, cin_g, kh, kw = weight.shape
-    groups = cin // cin_g
+    kh, kw = kernel_size
     k = kh * kw
     dg = offset.shape[1] // (2 * k)
     ho, wo = offset.shape[2], offset.shape[3]
@@ -73,14 +62,97 @@ def deform_conv2d_torch(x: torch.Tensor, offset: torch.Tensor, mask: Optional[to
         w = w * mask.view(n, dg, k, ho, wo).permute(0, 3, 4, 2, 1)[..., None, None]
     table = x.permute(0, 2, 3, 1).reshape(n * height * width * dg, cin // dg)
     cols = F.embedding_bag(index.view(-1, 4), table, mode="sum", per_sample_weights=w.reshape(-1, 4))
-    m = n * ho * wo
-    cols = cols.view(m, k, cin)  # channel index = g * (C_in / dg) + c, the input's order
-    if groups == 1:
+    return cols.view(n * ho * wo, k, cin)  # channel index = g * (C_in / dg) + c, the input's order
+
+
+def _grouped(cols: torch.Tensor, weight: torch.Tensor):
+    """cols [M, K, C_in] and weight [C_out, C_in / G, kh, kw] as G matmul operands: [G, M, K * C_in / G] and
+    [G, K * C_in / G, C_out / G]."""
+    m, k, cin = cols.shape
+    cout, cin_g = weight.shape[:2]
+    groups = cin // cin_g
+    cols = cols.view(m, k, groups, cin_g).permute(2, 0, 1, 3).reshape(groups, m, k * cin_g)
+    w = weight.view(groups, cout // groups, cin_g, k).permute(0, 3, 2, 1).reshape(groups, k * cin_g, -1)
+    return cols, w
+
+
+def deform_conv2d_torch(x: torch.Tensor, offset: torch.Tensor, mask: Optional[torch.Tensor], weight: torch.Tensor,
+                        bias: Optional[torch.Tensor], stride: Tuple[int, int], padding: Tuple[int, int],
+                        dilation: Tuple[int, int]) -> torch.Tensor:
+    """Same contract as ``torchvision.ops.deform_conv2d`` (arguments already validated, float32/float64).
+    Differentiable with autograd (the reference); the registered op's backward is
+    :func:`deform_conv2d_torch_backward`.
+
+    Args:
+        x (Tensor[N, C_in, H, W]): input.
+        offset (Tensor[N, 2 * dg * kh * kw, H_out, W_out]): (dy, dx) per deformable group and kernel point.
+        mask (Tensor[N, dg * kh * kw, H_out, W_out] or None): modulation.
+        weight (Tensor[C_out, C_in / groups, kh, kw]), bias (Tensor[C_out] or None).
+
+    Returns:
+        Tensor[N, C_out, H_out, W_out]
+    """
+    n = x.shape[0]
+    cout, cin_g, kh, kw = weight.shape
+    ho, wo = offset.shape[2], offset.shape[3]
+    cols = _deformed_columns(x, offset, mask, (kh, kw), stride, padding, dilation)
+    m, k, cin = cols.shape
+    if cin == cin_g:
         out = cols.view(m, k * cin) @ weight.view(cout, cin, k).transpose(1, 2).reshape(cout, k * cin).t()
     else:
-        cols = cols.view(m, k, groups, cin_g).permute(2, 0, 1, 3).reshape(groups, m, k * cin_g)
-        wg = weight.view(groups, cout // groups, cin_g, k).permute(0, 3, 2, 1).reshape(groups, k * cin_g, -1)
-        out = torch.bmm(cols, wg).permute(1, 0, 2).reshape(m, cout)
+        cols_g, w_g = _grouped(cols, weight)
+        out = torch.bmm(cols_g, w_g).permute(1, 0, 2).reshape(m, cout)
     if bias is not None:
         out = out + bias
     return out.view(n, ho, wo, cout).permute(0, 3, 1, 2).contiguous()
+
+
+def deform_conv2d_torch_backward(grad: torch.Tensor, x: torch.Tensor, offset: torch.Tensor,
+                                 mask: Optional[torch.Tensor], weight: torch.Tensor, bias: Optional[torch.Tensor],
+                                 stride: Tuple[int, int], padding: Tuple[int, int], dilation: Tuple[int, int],
+                                 needs: Tuple[bool, bool, bool, bool, bool]):
+    """Gradients of :func:`deform_conv2d_torch`. The deformed columns are rebuilt with autograd (the forward does
+    not keep them), the matmul's gradients are written out, and autograd carries the columns' gradient back.
+
+    Args:
+        grad (Tensor[N, C_out, H_out, W_out]); the others as :func:`deform_conv2d_torch`.
+        needs: which of (x, offset, mask, weight, bias) need a gradient.
+
+    Returns:
+        (grad_x, grad_offset, grad_mask, grad_weight, grad_bias), None where not needed.
+    """
+    need_x, need_offset, need_mask, need_weight, need_bias = needs
+    need_mask = need_mask and mask is not None
+    need_bias = need_bias and bias is not None
+    cout, cin_g, kh, kw = weight.shape
+    g = grad.permute(0, 2, 3, 1).reshape(-1, cout)  # [M, C_out]
+    leaves = [t.detach().requires_grad_(w) if t is not None else None
+              for t, w in ((x, need_x), (offset, need_offset), (mask, need_mask))]
+    with torch.set_grad_enabled(need_x or need_offset or need_mask):
+        cols = _deformed_columns(*leaves, (kh, kw), stride, padding, dilation)
+    m, k, cin = cols.shape
+    grad_weight = grad_cols = None
+    if cin == cin_g:
+        w2 = weight.view(cout, cin, k).transpose(1, 2).reshape(cout, k * cin)
+        if need_weight:
+            grad_weight = (g.t() @ cols.detach().view(m, k * cin)).view(cout, k, cin).transpose(1, 2)
+        if cols.requires_grad:
+            grad_cols = (g @ w2).view(m, k, cin)
+    else:
+        groups = cin // cin_g
+        cols_g, w_g = _grouped(cols.detach(), weight)
+        g_g = g.view(m, groups, cout // groups).permute(1, 0, 2)  # [G, M, C_out / G]
+        if need_weight:
+            grad_weight = torch.bmm(cols_g.transpose(1, 2), g_g).view(groups, k, cin_g, -1).permute(0, 3, 2, 1)
+        if cols.requires_grad:
+            grad_cols = torch.bmm(g_g, w_g.transpose(1, 2)).view(groups, m, k, cin_g).permute(1, 2, 0, 3)
+            grad_cols = grad_cols.reshape(m, k, cin)
+    grads = [None, None, None]
+    if grad_cols is not None:
+        wanted = [i for i, t in enumerate(leaves) if t is not None and t.requires_grad]
+        for i, gr in zip(wanted, torch.autograd.grad(cols, [leaves[i] for i in wanted], grad_cols)):
+            grads[i] = gr
+    if grad_weight is not None:
+        grad_weight = grad_weight.reshape(weight.shape).contiguous()
+    grad_bias = g.sum(0) if need_bias else None
+    return (*grads, grad_weight, grad_bias)

@@ -1,47 +1,13 @@
 """Deformable RoI pooling (Dai et al., "Deformable Convolutional Networks", 2017) with mmcv's exact semantics."""
 
-import os
-import warnings
 from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
 
 from ._checks import check_feature_map, check_offset, check_rois, pair
-from ._precision import compute_dtype, no_autocast
-from .deform_roi_pool_torch import deform_roi_pool_torch
-
-# "auto" (fused Triton kernels on CUDA when Triton is installed, plain PyTorch elsewhere) or "torch" (always the
-# plain reference implementation).
-_IMPL_ENV = "DET_DCN_DEFORM_ROI_POOL_IMPL"
-_fused_failed = False  # set after the fused path failed once (e.g. a Triton that cannot compile for this GPU)
-
-
-def _fused_impl(input: torch.Tensor):
-    """The fused implementation for ``input``'s device, or None to use the plain PyTorch one."""
-    if _fused_failed or input.device.type != "cuda" or os.environ.get(_IMPL_ENV, "auto") == "torch":
-        return None
-    try:
-        from .deform_roi_pool_triton import deform_roi_pool_triton
-    except ImportError:  # no Triton: the plain path is still correct, only slower and larger
-        return None
-    return deform_roi_pool_triton
-
-
-def _run(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma):
-    global _fused_failed
-    args = (input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma)
-    fused = _fused_impl(input)
-    if fused is not None:
-        try:
-            return fused(*args)
-        except torch.cuda.OutOfMemoryError:
-            raise
-        except Exception as e:  # noqa: BLE001 - a compiler/driver problem must not stop training
-            _fused_failed = True
-            warnings.warn(f"deform_roi_pool: the fused Triton path failed ({type(e).__name__}: {e}); using the "
-                          f"plain PyTorch path from now on (set {_IMPL_ENV}=torch to silence this)")
-    return deform_roi_pool_torch(*args)
+from ._ops import deform_roi_pool_op
+from ._precision import compute_dtype
 
 
 def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor] = None,
@@ -58,8 +24,9 @@ def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[to
     ``roi_align(input, rois, output_size, spatial_scale, sampling_ratio, aligned=True)``.
 
     Gradients flow to ``input`` and ``offset`` (not to ``rois``). Float16/bfloat16 inputs and autocast are computed
-    in float32; the result has ``input``'s dtype. On CUDA, fused Triton kernels run when Triton is installed
-    (environment variable ``DET_DCN_DEFORM_ROI_POOL_IMPL=torch`` forces the plain PyTorch path, used on CPU).
+    in float32; the result has ``input``'s dtype. The operator is ``torch.ops.det_dcn.deform_roi_pool``: on CUDA
+    fused Triton kernels run when Triton is installed, elsewhere plain PyTorch (``DET_DCN_DEFORM_ROI_POOL_IMPL``,
+    see ``det_dcn/layers/_dispatch.py``). ``torch.compile`` and ``torch.export`` trace it as one node.
 
     Args:
         input (Tensor[N, C, H, W]): feature map.
@@ -72,6 +39,13 @@ def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[to
 
     Returns:
         Tensor[R, C, PH, PW]
+
+    Examples::
+        >>> x = torch.randn(2, 256, 50, 76)
+        >>> rois = torch.tensor([[0, 10.0, 20.0, 200.0, 180.0]])
+        >>> offset = torch.zeros(1, 2, 7, 7, requires_grad=True)
+        >>> deform_roi_pool(x, rois, offset, 7, spatial_scale=1 / 16).shape
+        torch.Size([1, 256, 7, 7])
     """
     op = "deform_roi_pool"
     output_size = pair(output_size, "output_size", op)
@@ -81,10 +55,9 @@ def deform_roi_pool(input: torch.Tensor, rois: torch.Tensor, offset: Optional[to
     if not isinstance(sampling_ratio, int) or sampling_ratio < 0:
         raise ValueError(f"{op}: sampling_ratio must be an int >= 0 (0 = adaptive), got {sampling_ratio!r}")
     dtype = compute_dtype(input.dtype)
-    with no_autocast(input.device.type):
-        x, r = input.to(dtype), rois.to(dtype)
-        o = None if offset is None else offset.to(dtype)
-        out = _run(x, r, o, output_size, float(spatial_scale), sampling_ratio, float(gamma))
+    o = None if offset is None else offset.to(dtype)
+    out = deform_roi_pool_op(input.to(dtype), rois.to(dtype), o, output_size, float(spatial_scale), sampling_ratio,
+                             float(gamma))
     return out.to(input.dtype)
 
 

@@ -87,27 +87,22 @@ def _group_entries(batch: torch.Tensor, y0: torch.Tensor, x0: torch.Tensor, bin_
     return index.reshape(-1), weight.reshape(-1), rows.shape[-1] * cols.shape[-1]
 
 
-def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor],
-                          output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int,
-                          gamma: float) -> torch.Tensor:
-    """Plain PyTorch deformable RoI pooling (mmcv semantics); arguments already validated.
+def _bins_plan(rois: torch.Tensor, offset: Optional[torch.Tensor], output_size: Tuple[int, int],
+               spatial_scale: float, sampling_ratio: int, gamma: float, height: int, width: int):
+    """Gather plan of every bin: which pixels of the channels-last map it sums, with which weights.
 
     Args:
-        input (Tensor[N, C, H, W]): float32 or float64 feature map.
-        rois (Tensor[R, 5]): (batch_index, x1, y1, x2, y2) in image coordinates.
-        offset (Tensor[R, 2, PH, PW] or None): normalised bin shifts, channel 0 along x, 1 along y.
-        output_size ((int, int)): (PH, PW).
+        rois (Tensor[R, 5]) with R > 0, offset (Tensor[R, 2, PH, PW] or None): as :func:`deform_roi_pool_torch`.
 
     Returns:
-        Tensor[R, C, PH, PW]
+        index (LongTensor[E]): rows of the [N * H * W, C] channels-last map.
+        weight (Tensor[E]): bilinear weight / sample count; differentiable with respect to ``offset``.
+        bag_offsets (LongTensor[R * PH * PW]): where each bin's entries start (bins in RoI order, row-major).
     """
-    n, c, height, width = input.shape
     ph, pw = output_size
-    rois = rois.detach().to(input.dtype)
+    dtype = rois.dtype
+    rois = rois.detach()
     num_rois = rois.shape[0]
-    if num_rois == 0:
-        # A zero connected to input keeps the result in the graph, as torchvision's roi_align does.
-        return input.new_zeros(0, c, ph, pw) + input.reshape(-1)[:1].sum() * 0
     start = rois[:, 1:3] * spatial_scale - 0.5  # (x, y)
     size = rois[:, 3:5] * spatial_scale - 0.5 - start
     bin_w, bin_h = size[:, 0] / pw, size[:, 1] / ph
@@ -116,15 +111,14 @@ def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optio
     else:  # zero or negative size: no samples, the bin is 0 (the divisor is clamped to 1 below)
         grid_h = torch.ceil(size[:, 1] / ph).clamp(min=0).long()
         grid_w = torch.ceil(size[:, 0] / pw).clamp(min=0).long()
-    iy = torch.arange(ph, dtype=input.dtype, device=input.device).view(1, ph, 1)
-    ix = torch.arange(pw, dtype=input.dtype, device=input.device).view(1, 1, pw)
+    iy = torch.arange(ph, dtype=dtype, device=rois.device).view(1, ph, 1)
+    ix = torch.arange(pw, dtype=dtype, device=rois.device).view(1, 1, pw)
     y0 = start[:, 1].view(-1, 1, 1) + iy * bin_h.view(-1, 1, 1)
     x0 = start[:, 0].view(-1, 1, 1) + ix * bin_w.view(-1, 1, 1)
     y0, x0 = y0.expand(num_rois, ph, pw), x0.expand(num_rois, ph, pw)
     if offset is not None:
-        x0 = x0 + gamma * size[:, 0].view(-1, 1, 1) * offset[:, 0].to(input.dtype)
-        y0 = y0 + gamma * size[:, 1].view(-1, 1, 1) * offset[:, 1].to(input.dtype)
-    feat = input.permute(0, 2, 3, 1).reshape(n * height * width, c)
+        x0 = x0 + gamma * size[:, 0].view(-1, 1, 1) * offset[:, 0].to(dtype)
+        y0 = y0 + gamma * size[:, 1].view(-1, 1, 1) * offset[:, 1].to(dtype)
     batch = rois[:, 0].long()
 
     # One embedding_bag over all bins (bags of up to 4 * gh * gw entries, empty for RoIs without samples), so the
@@ -152,10 +146,83 @@ def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optio
     bin_pos[bins] = torch.arange(bins.numel(), device=bins.device)  # RoI-order bin -> its group-order position
     sizes, starts = sizes[bin_pos], starts[bin_pos]
     offsets = torch.cumsum(sizes, 0) - sizes
-    if not indices:  # no samples anywhere; empty bags still connect input and offset to the graph
-        index, weight = sizes.new_zeros(0), y0.new_zeros(0) + y0[:, :0].sum() + x0[:, :0].sum()
-    else:
-        perm = torch.repeat_interleave(starts - offsets, sizes) + torch.arange(int(sizes.sum()), device=sizes.device)
-        index, weight = torch.cat(indices)[perm], torch.cat(weights)[perm]
-    out = F.embedding_bag(index, feat, offsets, mode="sum", per_sample_weights=weight)
+    if not indices:  # no samples anywhere; empty bags still connect the offsets to the graph
+        return sizes.new_zeros(0), y0.new_zeros(0) + y0[:, :0].sum() + x0[:, :0].sum(), offsets
+    perm = torch.repeat_interleave(starts - offsets, sizes) + torch.arange(int(sizes.sum()), device=sizes.device)
+    return torch.cat(indices)[perm], torch.cat(weights)[perm], offsets
+
+
+def _channels_last_rows(input: torch.Tensor) -> torch.Tensor:
+    """[N, C, H, W] -> the [N * H * W, C] table the plan indexes."""
+    n, c, height, width = input.shape
+    return input.permute(0, 2, 3, 1).reshape(n * height * width, c)
+
+
+def deform_roi_pool_torch(input: torch.Tensor, rois: torch.Tensor, offset: Optional[torch.Tensor],
+                          output_size: Tuple[int, int], spatial_scale: float, sampling_ratio: int,
+                          gamma: float) -> torch.Tensor:
+    """Plain PyTorch deformable RoI pooling (mmcv semantics); arguments already validated. Differentiable with
+    autograd (the reference); the registered op's backward is :func:`deform_roi_pool_torch_backward`.
+
+    Args:
+        input (Tensor[N, C, H, W]): float32 or float64 feature map.
+        rois (Tensor[R, 5]): (batch_index, x1, y1, x2, y2) in image coordinates.
+        offset (Tensor[R, 2, PH, PW] or None): normalised bin shifts, channel 0 along x, 1 along y.
+        output_size ((int, int)): (PH, PW).
+
+    Returns:
+        Tensor[R, C, PH, PW]
+    """
+    n, c, height, width = input.shape
+    ph, pw = output_size
+    num_rois = rois.shape[0]
+    if num_rois == 0:
+        # A zero connected to input keeps the result in the graph, as torchvision's roi_align does.
+        return input.new_zeros(0, c, ph, pw) + input.reshape(-1)[:1].sum() * 0
+    index, weight, offsets = _bins_plan(rois.to(input.dtype), offset, output_size, spatial_scale, sampling_ratio,
+                                        gamma, height, width)
+    out = F.embedding_bag(index, _channels_last_rows(input), offsets, mode="sum", per_sample_weights=weight)
     return out.view(num_rois, ph, pw, c).permute(0, 3, 1, 2).contiguous()
+
+
+def deform_roi_pool_torch_backward(grad: torch.Tensor, input: torch.Tensor, rois: torch.Tensor,
+                                   offset: Optional[torch.Tensor], output_size: Tuple[int, int],
+                                   spatial_scale: float, sampling_ratio: int, gamma: float, input_grad: bool,
+                                   offset_grad: bool):
+    """Gradients of :func:`deform_roi_pool_torch` without re-running its gather: the plan is rebuilt (cheap: a few
+    numbers per entry, none per channel) and ``embedding_bag``'s own backward kernels run on it, the ones autograd
+    runs, so the numbers are autograd's.
+
+    Args:
+        grad (Tensor[R, C, PH, PW]): gradient of the output; the others as :func:`deform_roi_pool_torch`.
+        input_grad, offset_grad (bool): which gradients to compute.
+
+    Returns:
+        grad_input (Tensor[N, C, H, W] or None), grad_offset (Tensor[R, 2, PH, PW] or None)
+    """
+    n, c, height, width = input.shape
+    grad_input = torch.zeros_like(input) if input_grad else None
+    want_offset = offset_grad and offset is not None
+    grad_offset = torch.zeros_like(offset) if want_offset else None
+    if rois.shape[0] == 0 or not (input_grad or want_offset):
+        return grad_input, grad_offset
+    leaf = offset.detach().requires_grad_() if want_offset else None
+    with torch.enable_grad():
+        index, weight, offsets = _bins_plan(rois.to(input.dtype), leaf if want_offset else offset, output_size,
+                                            spatial_scale, sampling_ratio, gamma, height, width)
+    if index.numel() == 0:
+        return grad_input, grad_offset
+    g = grad.permute(0, 2, 3, 1).reshape(-1, c).contiguous()  # one row per bin, RoI order
+    sizes = torch.diff(offsets, append=offsets.new_tensor([index.numel()]))
+    offset2bag = torch.repeat_interleave(torch.arange(offsets.numel(), device=offsets.device), sizes,
+                                         output_size=index.numel())
+    if input_grad:
+        rows = torch.ops.aten._embedding_bag_dense_backward(g, index, offset2bag, sizes, sizes.new_zeros(0),
+                                                            n * height * width, False, 0, weight.detach(), -1)
+        grad_input = rows.view(n, height, width, c).permute(0, 3, 1, 2).contiguous()
+    if want_offset:
+        grad_weight = torch.ops.aten._embedding_bag_per_sample_weights_backward(
+            g, _channels_last_rows(input), index, offsets, offset2bag, 0, -1)
+        if weight.requires_grad:
+            (grad_offset,) = torch.autograd.grad(weight, leaf, grad_weight)
+    return grad_input, grad_offset

@@ -6,9 +6,10 @@ import torch
 from torch import nn
 from torchvision.ops import roi_align
 
+from . import _dispatch
 from ._checks import check_feature_map, check_rois, pair
+from ._ops import deform_roi_pool_op
 from ._precision import compute_dtype, no_autocast
-from .deform_roi_pool_torch import deform_roi_pool_torch
 
 
 class ROIAlign(nn.Module):
@@ -26,9 +27,9 @@ class ROIAlign(nn.Module):
         ``aligned``) -> Tensor[R, C, PH, PW].
         Float16/bfloat16 and autocast are computed in float32; the result has ``input``'s dtype.
 
-    On the CPU, the aligned op runs as det_dcn's plain deformable RoI pooling with no offset: the same numbers
-    (tests/layers check equality with torchvision) with a several-times faster backward than torchvision's CPU
-    kernel (tools/benchmark_ops.py). Elsewhere torchvision's kernel runs.
+    On the CPU, the aligned op runs as ``det_dcn::deform_roi_pool`` with no offset: the same numbers (tests/layers
+    check equality with torchvision) with a several-times faster backward than torchvision's CPU kernel
+    (tools/benchmark_ops.py). Elsewhere torchvision's kernel runs (``DET_DCN_ROI_ALIGN_IMPL``, ``_dispatch.py``).
     """
 
     def __init__(self, output_size: Union[int, Tuple[int, int]], spatial_scale: float, sampling_ratio: int,
@@ -46,13 +47,12 @@ class ROIAlign(nn.Module):
         # torchvision's aligned kernel cannot take boxes with x2 < x1 (it fails allocating a negative sample grid)
         check_rois("ROIAlign", input, rois, ordered=self.aligned)
         dtype = compute_dtype(input.dtype)
-        with no_autocast(input.device.type):
-            if self.aligned and input.device.type == "cpu":
-                out = deform_roi_pool_torch(input.to(dtype), rois.to(dtype), None, self.output_size,
-                                            self.spatial_scale, self.sampling_ratio, 0.0)
-                return out.to(input.dtype)
-            out = roi_align(input.to(dtype), rois.to(dtype), self.output_size, self.spatial_scale,
-                            self.sampling_ratio, self.aligned)
+        x, r = input.to(dtype), rois.to(dtype)
+        if self.aligned and _dispatch.implementation("roi_align", input.device.type) == "torch":
+            out = deform_roi_pool_op(x, r, None, self.output_size, self.spatial_scale, self.sampling_ratio, 0.0)
+        else:
+            with no_autocast(input.device.type):
+                out = roi_align(x, r, self.output_size, self.spatial_scale, self.sampling_ratio, self.aligned)
         return out.to(input.dtype)
 
     def extra_repr(self) -> str:

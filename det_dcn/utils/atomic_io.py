@@ -6,8 +6,11 @@ checkpoints, configs, JSON results and pictures goes through :func:`atomic_open`
 """
 
 import contextlib
+import errno
+import io
 import json
 import os
+import shutil
 import tempfile
 from typing import IO, Any, Iterator
 
@@ -60,11 +63,33 @@ def atomic_write_json(path: str, obj: Any, compact: bool = False) -> None:
 
 
 def atomic_torch_save(obj: Any, path: str) -> None:
-    """``torch.save`` through a temporary file, flushed to disk before the rename."""
+    """``torch.save`` through a temporary file, flushed to disk before the rename.
+
+    The file is serialised in memory first, so its size is known: a disk without room for it raises
+    ``OSError(ENOSPC)`` naming the folder, the bytes needed and the bytes free, before or while writing, and leaves
+    no temporary file (torch's own writer would bury the cause under a zip-writer error).
+    """
     import torch
 
-    with atomic_open(path, "wb", fsync=True) as f:
-        torch.save(obj, f)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    data = buffer.getbuffer()
+    folder = os.path.dirname(os.path.abspath(path))
+
+    def no_space() -> OSError:
+        free = shutil.disk_usage(folder).free
+        return OSError(errno.ENOSPC, f"No space left on device: writing '{path}' needs {len(data)} bytes "
+                                     f"({len(data) / 2**20:.1f} MiB); the folder '{folder}' has {free} bytes free")
+
+    if shutil.disk_usage(folder).free < len(data):
+        raise no_space()
+    try:
+        with atomic_open(path, "wb", fsync=True) as f:
+            f.write(data)
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise no_space() from None
 
 
 def atomic_imwrite(path: str, image: np.ndarray) -> None:

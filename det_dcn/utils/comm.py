@@ -87,15 +87,10 @@ def gather(data: Any, dst: int = 0) -> List[Any]:
     return []
 
 
-def reduce_dict(values: dict, average: bool = True) -> dict:
-    """Sum (or average) a dict of scalar tensors over all ranks, for logging; rank 0 gets the result."""
-    world_size = get_world_size()
-    if world_size < 2:
-        return values
-    with torch.no_grad():
-        names = sorted(values.keys())
-        stacked = torch.stack([values[k] for k in names], dim=0)
-        dist.reduce(stacked, dst=0)
-        if dist.get_rank() == 0 and average:
-            stacked /= world_size
-        return dict(zip(names, stacked))
+def all_reduce_max(value: int) -> int:
+    """The largest of every rank's ``value`` (a small int), over the CPU group: no GPU synchronisation."""
+    if get_world_size() == 1:
+        return int(value)
+    t = torch.tensor([int(value)], dtype=torch.int64)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_cpu_group())
+    return int(t.item())

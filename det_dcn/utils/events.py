@@ -3,9 +3,12 @@
 - ``EventStorage``: the trainer opens one for the whole run; any code can ``get_event_storage().put_scalar(...)``.
 - ``JSONWriter``: appends one JSON object per logged iteration to ``OUTPUT_DIR/metrics.json`` in detectron2's format
   (``{"iteration": 19, "total_loss": ..., "loss_cls": ..., "lr": ..., "time": ..., "data_time": ...,
-  "eta_seconds": ..., "memory": ...}``; evaluation results as ``"bbox/AP"``, ``"bbox/AP50"``, ...).
+  "eta_seconds": ..., "memory": ...}``; evaluation results as ``"bbox/AP"``, ``"bbox/AP50"``, ... with
+  ``inference_ms_per_image``; at the end of a finished run ``total_train_time_s`` and ``train_s_per_iter``). A run
+  starting at iteration S first drops the file's records of iterations >= S (written by an interrupted run past the
+  checkpoint it resumes from, or by an earlier run in the same folder), so the file describes one run.
 - ``CommonMetricPrinter``: the console line with ETA, losses, iteration time, data time, LR and peak memory.
-- ``TensorboardXWriter``: the same scalars to TensorBoard, when ``torch.utils.tensorboard`` imports.
+- ``TensorboardWriter``: the same scalars to TensorBoard, when ``torch.utils.tensorboard`` imports.
 """
 
 import datetime
@@ -16,10 +19,12 @@ import resource
 import statistics
 import sys
 import time
-from collections import defaultdict
-from typing import Dict, List, Optional, Tuple
+from collections import defaultdict, deque
+from typing import Deque, Dict, List, Optional, Tuple
 
 import torch
+
+from det_dcn.utils.atomic_io import atomic_write_text
 
 _CURRENT_STORAGE_STACK: List["EventStorage"] = []
 
@@ -34,18 +39,20 @@ def get_event_storage() -> "EventStorage":
     return _CURRENT_STORAGE_STACK[-1]
 
 
+def current_event_storage() -> Optional["EventStorage"]:
+    """The innermost open EventStorage, or None outside training (e.g. evaluation run on its own)."""
+    return _CURRENT_STORAGE_STACK[-1] if _CURRENT_STORAGE_STACK else None
+
+
 class HistoryBuffer:
     """The last ``max_length`` (value, iteration) pairs of one scalar, plus its running global average."""
 
     def __init__(self, max_length: int = 1_000_000):
-        self._max_length = max_length
-        self._data: List[Tuple[float, int]] = []
+        self._data: Deque[Tuple[float, int]] = deque(maxlen=max_length)
         self._count = 0
         self._global_avg = 0.0
 
     def update(self, value: float, iteration: int) -> None:
-        if len(self._data) == self._max_length:
-            self._data.pop(0)
         self._data.append((value, iteration))
         self._count += 1
         self._global_avg += (value - self._global_avg) / self._count
@@ -53,12 +60,16 @@ class HistoryBuffer:
     def latest(self) -> float:
         return self._data[-1][0]
 
+    def _window(self, window_size: int) -> List[float]:
+        n = len(self._data)
+        return [self._data[i][0] for i in range(max(0, n - window_size), n)]
+
     def median(self, window_size: int) -> float:
-        return statistics.median(v for v, _ in self._data[-window_size:])
+        return statistics.median(self._window(window_size))
 
     def avg(self, window_size: int) -> float:
-        window = self._data[-window_size:]
-        return sum(v for v, _ in window) / len(window)
+        window = self._window(window_size)
+        return sum(window) / len(window)
 
     def global_avg(self) -> float:
         return self._global_avg
@@ -79,7 +90,8 @@ class EventStorage:
         self._history: Dict[str, HistoryBuffer] = defaultdict(HistoryBuffer)
         self._smoothing_hints: Dict[str, bool] = {}
         self._latest_scalars: Dict[str, Tuple[float, int]] = {}
-        self._iter = start_iter
+        self.start_iter = int(start_iter)  # the first iteration of this run (segment)
+        self._iter = self.start_iter
 
     @property
     def iter(self) -> int:
@@ -88,9 +100,6 @@ class EventStorage:
     @iter.setter
     def iter(self, value: int) -> None:
         self._iter = int(value)
-
-    def step(self) -> None:
-        self._iter += 1
 
     def put_scalar(self, name: str, value, smoothing_hint: bool = True, cur_iter: Optional[int] = None) -> None:
         """Record ``value`` (a number or a one-element tensor) for ``name`` at ``cur_iter`` (default: ``iter``)."""
@@ -163,19 +172,35 @@ def peak_memory_mb() -> float:
 class JSONWriter(EventWriter):
     """Appends one JSON object per iteration with new scalars to ``json_file`` (e.g. OUTPUT_DIR/metrics.json).
 
-    Appending (not overwriting) means a resumed run continues the same file.
+    Appending (not overwriting) means a resumed run continues the same file; on its first write the file's records
+    of iterations >= the storage's ``start_iter`` are dropped (rewritten atomically), see the module docstring.
     """
 
     def __init__(self, json_file: str, window_size: int = 20):
         parent = os.path.dirname(json_file)
         if parent:
             os.makedirs(parent, exist_ok=True)
-        self._file = open(json_file, "a", encoding="utf-8")
+        self._path = json_file
+        self._file = None
         self._window_size = window_size
         self._last_write = -1
 
+    def _open(self, start_iter: int) -> None:
+        if os.path.exists(self._path):
+            with open(self._path, "r", encoding="utf-8") as f:
+                lines = f.readlines()
+            kept = [line for line in lines if _record_iteration(line) < start_iter]
+            if len(kept) != len(lines):
+                atomic_write_text(self._path, "".join(kept))
+                logging.getLogger(__name__).info(
+                    f"{self._path}: dropped {len(lines) - len(kept)} records of iterations >= {start_iter} "
+                    "(written past the checkpoint this run starts from)")
+        self._file = open(self._path, "a", encoding="utf-8")
+
     def write(self) -> None:
         storage = get_event_storage()
+        if self._file is None:
+            self._open(storage.start_iter)
         by_iter: Dict[int, Dict[str, float]] = defaultdict(dict)
         for name, (value, it) in storage.latest_with_smoothing_hint(self._window_size).items():
             if it > self._last_write:
@@ -191,10 +216,20 @@ class JSONWriter(EventWriter):
             pass
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
 
-class TensorboardXWriter(EventWriter):
+def _record_iteration(line: str) -> float:
+    """The iteration of one metrics.json line; an unreadable line (cut by a kill mid-write) counts as infinite
+    (dropped)."""
+    try:
+        return int(json.loads(line)["iteration"])
+    except (ValueError, KeyError, TypeError):
+        return float("inf")
+
+
+class TensorboardWriter(EventWriter):
     """Writes the scalars to TensorBoard event files in ``log_dir`` (needs ``torch.utils.tensorboard``)."""
 
     def __init__(self, log_dir: str, window_size: int = 20):
@@ -243,7 +278,8 @@ class CommonMetricPrinter(EventWriter):
         try:
             return storage.history("time").median(1000) * remaining
         except KeyError:
-            # "time" is recorded from the second iteration on; estimate from wall time between writes meanwhile.
+            # No "time" recorded (IterationTimer records it every iteration; a trainer without that hook has
+            # none): estimate from the wall time between writes.
             now = time.perf_counter()
             eta = None
             if self._last_eta is not None and iteration > self._last_eta[0]:

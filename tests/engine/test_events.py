@@ -11,7 +11,7 @@ from det_dcn.utils.events import (
     CommonMetricPrinter,
     EventStorage,
     JSONWriter,
-    TensorboardXWriter,
+    TensorboardWriter,
     get_event_storage,
     tensorboard_available,
 )
@@ -91,7 +91,7 @@ def test_printer_line_has_eta_losses_times_lr_and_memory():
 
 @pytest.mark.skipif(not tensorboard_available(), reason="tensorboard not installed")
 def test_tensorboard_writer_creates_event_file(tmp_path):
-    writer = TensorboardXWriter(str(tmp_path))
+    writer = TensorboardWriter(str(tmp_path))
     with EventStorage() as storage:
         storage.put_scalar("total_loss", 1.0)
         writer.write()

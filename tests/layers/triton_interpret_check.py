@@ -9,6 +9,7 @@ import sys
 import torch
 
 assert os.environ.get("TRITON_INTERPRET") == "1", "run with TRITON_INTERPRET=1"
+from det_dcn.layers import deform_roi_pool, set_implementation  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 from det_dcn.layers.deform_roi_pool_triton import deform_roi_pool_triton  # noqa: E402
 
@@ -52,6 +53,19 @@ def main():
     for c in cases:
         case(*c)
         print("ok", c[:6], flush=True)
+    # the registered op (det_dcn::deform_roi_pool, its backward op and autograd registration) on the Triton path
+    set_implementation("deform_roi_pool", "triton")
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 5, 7, 9, dtype=torch.float64, generator=g, requires_grad=True)
+    rois = torch.tensor([[0, 1.0, 2.0, 11.0, 9.0], [1, -3.0, 0.5, 6.0, 16.0]], dtype=torch.float64)
+    offset = torch.randn(2, 2, 3, 2, dtype=torch.float64, generator=g, requires_grad=True)
+    out = deform_roi_pool(x, rois, offset, (3, 2), 0.5, 0, 0.3)
+    grads = torch.autograd.grad(out.pow(2).sum(), (x, offset))
+    ref = deform_roi_pool_torch(x, rois, offset, (3, 2), 0.5, 0, 0.3)
+    torch.testing.assert_close(out, ref, rtol=1e-9, atol=1e-9)
+    for a, b in zip(grads, torch.autograd.grad(ref.pow(2).sum(), (x, offset))):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-9)
+    print("ok registered op on the Triton path", flush=True)
 
 
 if __name__ == "__main__":

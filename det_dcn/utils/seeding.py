@@ -1,4 +1,9 @@
-"""Random number generators: seeding, and capturing / restoring their states so a resumed run continues them.
+"""Random number generators: the one seed resolution, the one seeding rule, and capturing / restoring RNG states.
+
+- ``resolve_seed``: SEED >= 0 as is; < 0: a seed drawn on rank 0 and shared by every rank (the data order and the
+  initial model must agree across ranks). Used by the trainer, ``default_setup`` and the data samplers.
+- ``seed_from_cfg``: resolves ``cfg.SEED`` (storing a drawn seed in ``cfg`` so config.yaml can repeat the run) and
+  seeds Python / NumPy / torch with SEED + rank.
 
 The RNG states (Python, NumPy, torch CPU and CUDA) are part of a training checkpoint: without them a resumed run
 draws different RPN / RoI samples and flips than the uninterrupted run would have, and is no longer bit-identical.
@@ -13,12 +18,36 @@ from typing import Any, Dict, Optional
 import numpy as np
 import torch
 
+from det_dcn.utils import comm
+
 logger = logging.getLogger(__name__)
 
 
 def generate_seed() -> int:
     """A fresh seed from the pid, the clock and the OS entropy pool (fits in 31 bits)."""
     return (os.getpid() + int(datetime.now().strftime("%S%f")) + int.from_bytes(os.urandom(2), "big")) % (2**31)
+
+
+def resolve_seed(seed: Optional[int]) -> int:
+    """``seed`` if it is >= 0, else a fresh seed drawn on rank 0 and shared by every rank."""
+    if seed is None or int(seed) < 0:
+        return int(comm.all_gather(generate_seed())[0])
+    return int(seed)
+
+
+def seed_from_cfg(cfg) -> int:
+    """Seed this process with SEED + rank after resolving ``cfg.SEED`` (< 0: draw one, log it, store it in ``cfg``
+    even when frozen). Returns the resolved SEED (without the rank)."""
+    seed = resolve_seed(cfg.SEED)
+    if seed != cfg.SEED:
+        was_frozen = cfg.is_frozen()
+        cfg.defrost()
+        cfg.SEED = seed
+        if was_frozen:
+            cfg.freeze()
+        logging.getLogger("det_dcn").info(f"SEED < 0: using the generated seed {seed} (saved in config.yaml)")
+    seed_all_rng(seed + comm.get_rank())
+    return seed
 
 
 def seed_all_rng(seed: Optional[int] = None) -> int:

@@ -1,0 +1,179 @@
+"""det_dcn's operators in torch's operator registry (namespace ``det_dcn``), so that autograd, autocast,
+``torch.compile`` and ``torch.export`` treat them like torchvision's ops:
+
+- ``det_dcn::deform_roi_pool(input, rois, offset?, output_size, spatial_scale, sampling_ratio, gamma)`` and its
+  ``det_dcn::deform_roi_pool_backward``;
+- ``det_dcn::deform_conv2d(input, offset, mask?, weight, bias?, stride, padding, dilation)`` and its
+  ``det_dcn::deform_conv2d_backward``.
+
+Each op has one kernel for every device; it asks ``_dispatch.implementation`` which implementation to run there
+(torch / Triton / torchvision). Fake kernels give the output shapes to the tracers (the real kernels read RoI
+values on the host, which a graph must not see). Autocast is declared here, once: the ops run in float32 with
+autocast off (float64 stays float64). Arguments are validated by the public functions and modules, not here.
+Shapes are documented on :func:`det_dcn.layers.deform_roi_pool` and :class:`det_dcn.layers.DeformConv2d`.
+"""
+
+from typing import List, Optional, Sequence, Tuple
+
+import torch
+from torch import Tensor
+
+from . import _dispatch
+from .deform_conv_torch import deform_conv2d_torch, deform_conv2d_torch_backward
+from .deform_roi_pool_torch import deform_roi_pool_torch, deform_roi_pool_torch_backward
+
+
+def _fresh(t: Tensor) -> Tensor:
+    """An op's output must not be a view (autograd forbids in-place changes of a custom op's view outputs, e.g. a
+    residual ``out += x``): ``.contiguous()`` of an already contiguous permutation (1x1 maps) returns one."""
+    return t.clone() if t._base is not None else t
+
+
+def _empty_if_none(t: Optional[Tensor], like: Tensor) -> Tensor:
+    # op outputs must be tensors: an unneeded gradient is returned as an empty one
+    return like.new_empty(0) if t is None else _fresh(t)
+
+
+def _with_autograd(fn, *args):
+    """``fn(*args)`` with autograd recording on. A kernel runs below the autograd dispatch key (nothing records
+    there); the torch backward kernels use autograd for the cheap, offset-dependent part of their gradients."""
+    exclude = torch._C._dispatch_tls_local_exclude_set().remove(torch._C.DispatchKey.AutogradFunctionality)
+    with torch._C._ForceDispatchKeyGuard(torch._C._dispatch_tls_local_include_set(), exclude), torch.enable_grad():
+        return fn(*args)
+
+
+def _run_fused(op: str, fused, plain, *args):
+    """``fused(*args)``; on a Triton compiler error under "auto", logs once and runs ``plain`` from now on."""
+    try:
+        return fused(*args)
+    except Exception as e:  # noqa: BLE001 - re-raised unless it is the compiler's own error
+        if _dispatch.requested(op) != "auto" or not _dispatch.is_compiler_error(e):
+            raise
+        _dispatch.compiler_failed(op, e)
+    return plain(*args)
+
+
+# ---------------------------------------------------------------------------------------------- deform_roi_pool
+@torch.library.custom_op("det_dcn::deform_roi_pool", mutates_args=())
+def deform_roi_pool_op(input: Tensor, rois: Tensor, offset: Optional[Tensor], output_size: Sequence[int],
+                       spatial_scale: float, sampling_ratio: int, gamma: float) -> Tensor:
+    args = (input, rois, offset, tuple(output_size), spatial_scale, sampling_ratio, gamma)
+    if _dispatch.implementation("deform_roi_pool", input.device.type) == "triton":
+        from .deform_roi_pool_triton import deform_roi_pool_triton_forward
+        return _fresh(_run_fused("deform_roi_pool", deform_roi_pool_triton_forward, deform_roi_pool_torch, *args))
+    return _fresh(deform_roi_pool_torch(*args))
+
+
+@deform_roi_pool_op.register_fake
+def _(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma):
+    return input.new_empty(rois.shape[0], input.shape[1], output_size[0], output_size[1])
+
+
+@torch.library.custom_op("det_dcn::deform_roi_pool_backward", mutates_args=())
+def deform_roi_pool_backward_op(grad: Tensor, input: Tensor, rois: Tensor, offset: Optional[Tensor],
+                                output_size: Sequence[int], spatial_scale: float, sampling_ratio: int, gamma: float,
+                                input_grad: bool, offset_grad: bool) -> Tuple[Tensor, Tensor]:
+    """(grad_input [N, C, H, W], grad_offset [R, 2, PH, PW]); empty where not asked for."""
+    args = (grad, input, rois, offset, tuple(output_size), spatial_scale, sampling_ratio, gamma, input_grad,
+            offset_grad)
+    if _dispatch.implementation("deform_roi_pool", input.device.type) == "triton":
+        from .deform_roi_pool_triton import deform_roi_pool_triton_backward
+        grads = _run_fused("deform_roi_pool", deform_roi_pool_triton_backward,
+                           lambda *a: _with_autograd(deform_roi_pool_torch_backward, *a), *args)
+    else:
+        grads = _with_autograd(deform_roi_pool_torch_backward, *args)
+    return _empty_if_none(grads[0], input), _empty_if_none(grads[1], input)
+
+
+@deform_roi_pool_backward_op.register_fake
+def _(grad, input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, input_grad, offset_grad):
+    want_offset = offset_grad and offset is not None
+    return (torch.empty_like(input) if input_grad else input.new_empty(0),
+            torch.empty_like(offset) if want_offset else input.new_empty(0))
+
+
+def _roi_pool_setup(ctx, inputs, output):
+    input, rois, offset, *params = inputs
+    ctx.save_for_backward(input, rois, offset)
+    ctx.params = params
+
+
+def _roi_pool_backward(ctx, grad):
+    input, rois, offset = ctx.saved_tensors
+    want_input, want_offset = ctx.needs_input_grad[0], offset is not None and ctx.needs_input_grad[2]
+    grad_input, grad_offset = deform_roi_pool_backward_op(grad, input, rois, offset, *ctx.params, want_input,
+                                                          want_offset)
+    return (grad_input if want_input else None, None, grad_offset if want_offset else None, None, None, None, None)
+
+
+deform_roi_pool_op.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)
+
+
+# ------------------------------------------------------------------------------------------------ deform_conv2d
+def _torchvision_args(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+                      stride, padding, dilation):
+    """Arguments of ``torchvision::deform_conv2d`` (and its backward) after ``input``."""
+    kh, kw = weight.shape[2:]
+    groups = input.shape[1] // weight.shape[1]
+    offset_groups = offset.shape[1] // (2 * kh * kw)
+    mask_ = input.new_zeros(input.shape[0], 1) if mask is None else mask  # torchvision's "no mask"
+    bias_ = input.new_zeros(weight.shape[0]) if bias is None else bias
+    return (weight, offset, mask_, bias_, stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
+            groups, offset_groups, mask is not None)
+
+
+@torch.library.custom_op("det_dcn::deform_conv2d", mutates_args=())
+def deform_conv2d_op(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    if _dispatch.implementation("deform_conv2d", input.device.type) == "torchvision":
+        return _fresh(torch.ops.torchvision.deform_conv2d(
+            input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation)))
+    return _fresh(deform_conv2d_torch(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
+                                      tuple(dilation)))
+
+
+@deform_conv2d_op.register_fake
+def _(input, offset, mask, weight, bias, stride, padding, dilation):
+    return input.new_empty(input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
+
+
+@torch.library.custom_op("det_dcn::deform_conv2d_backward", mutates_args=())
+def deform_conv2d_backward_op(grad: Tensor, input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
+                              bias: Optional[Tensor], stride: Sequence[int], padding: Sequence[int],
+                              dilation: Sequence[int], needs: Sequence[bool]) -> List[Tensor]:
+    """[grad_input, grad_offset, grad_mask, grad_weight, grad_bias]; empty where ``needs`` is False or the
+    argument is None."""
+    if _dispatch.implementation("deform_conv2d", input.device.type) == "torchvision":
+        gi, gw, go, gm, gb = torch.ops.torchvision._deform_conv2d_backward(
+            grad, input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation))
+        grads = [gi, go, gm if mask is not None else None, gw, gb if bias is not None else None]
+    else:
+        grads = _with_autograd(deform_conv2d_torch_backward, grad, input, offset, mask, weight, bias, tuple(stride),
+                               tuple(padding), tuple(dilation), tuple(needs))
+    return [_fresh(g.contiguous()) if g is not None and need else input.new_empty(0) for g, need in zip(grads, needs)]
+
+
+@deform_conv2d_backward_op.register_fake
+def _(grad, input, offset, mask, weight, bias, stride, padding, dilation, needs):
+    return [torch.empty_like(t) if t is not None and need else input.new_empty(0)
+            for t, need in zip((input, offset, mask, weight, bias), needs)]
+
+
+def _conv_setup(ctx, inputs, output):
+    input, offset, mask, weight, bias, *params = inputs
+    ctx.save_for_backward(input, offset, mask, weight, bias)
+    ctx.params = params
+
+
+def _conv_backward(ctx, grad):
+    saved = ctx.saved_tensors
+    needs = [ctx.needs_input_grad[i] and saved[i] is not None for i in range(5)]
+    grads = deform_conv2d_backward_op(grad, *saved, *ctx.params, needs)
+    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None)
+
+
+deform_conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+
+for _op in ("det_dcn::deform_roi_pool", "det_dcn::deform_conv2d"):
+    for _device in ("cpu", "cuda"):
+        torch.library.register_autocast(_op, _device, torch.float32)
