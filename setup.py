@@ -18,5 +18,7 @@ setup(
     extras_require={
         "test": ["pytest>=7"],
         "tensorboard": ["tensorboard"],
+        # tools/export.py, det_dcn.deploy (OnnxPredictor needs only onnxruntime)
+        "export": ["onnx>=1.17", "onnxscript>=0.5", "onnxruntime>=1.20"],
     },
 )

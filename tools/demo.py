@@ -45,6 +45,9 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-picture-size", type=int, default=256,
                    help="pictures of smaller images are upscaled by an integer factor so labels stay readable; "
                         "0 keeps the input size")
+    p.add_argument("--onnx", default=None, metavar="FILE.onnx",
+                   help="run this exported file (tools/export.py) with onnxruntime instead of the PyTorch model; "
+                        "the config still gives the class names")
     return add_common_args(p)
 
 
@@ -52,6 +55,8 @@ def setup_cfg(args: argparse.Namespace):
     """Config from ``--config-file`` and overrides, with the score threshold of ``--confidence-threshold``."""
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
+    if args.onnx:
+        args.allow_random_weights = True  # the weights are in the ONNX file, MODEL.WEIGHTS is not used
     return load_tool_cfg(args, args.confidence_threshold)
 
 
@@ -152,7 +157,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
-    if not cfg.MODEL.WEIGHTS:
+    if not cfg.MODEL.WEIGHTS and not args.onnx:
         print("[demo] warning: MODEL.WEIGHTS is empty (--allow-random-weights): the model is randomly initialised",
               file=sys.stderr)
 
@@ -163,7 +168,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from det_dcn.engine import DefaultPredictor
 
     start = time.perf_counter()
-    predictor = DefaultPredictor(cfg)
+    if args.onnx:
+        from det_dcn.deploy import OnnxPredictor
+
+        onnx_predictor = OnnxPredictor(args.onnx)
+        predictor = lambda image: {k: torch.from_numpy(v) for k, v in onnx_predictor(image).items()}  # noqa: E731
+    else:
+        predictor = DefaultPredictor(cfg)
     class_names = class_names_from_cfg(cfg)
     done, total, skipped = run_images(predictor, files, args.output, class_names, args.confidence_threshold,
                                       args.min_picture_size)

@@ -60,7 +60,7 @@ def boxes_to_rois(boxes: Sequence[Tensor]) -> Tensor:
         raise ValueError("boxes_to_rois needs at least one image's boxes, got an empty list")
     device, dtype = boxes[0].device, boxes[0].dtype
     index = torch.cat(
-        [torch.full((len(b), 1), i, dtype=dtype, device=device) for i, b in enumerate(boxes)], dim=0
+        [torch.full((b.shape[0], 1), i, dtype=dtype, device=device) for i, b in enumerate(boxes)], dim=0
     )
     return torch.cat([index, torch.cat(list(boxes), dim=0)], dim=1)
 

@@ -18,7 +18,7 @@ class ImageList:
 
     @property
     def padded_size(self) -> Tuple[int, int]:
-        return (int(self.tensor.shape[-2]), int(self.tensor.shape[-1]))
+        return (self.tensor.shape[-2], self.tensor.shape[-1])
 
     @staticmethod
     def from_tensors(tensors: Sequence[Tensor], size_divisibility: int = 0, pad_value: float = 0.0) -> "ImageList":
@@ -28,7 +28,7 @@ class ImageList:
         channels = {t.shape[0] for t in tensors}
         if any(t.dim() != 3 for t in tensors) or len(channels) != 1:
             raise ValueError(f"images must be [C, H, W] with equal C, got shapes {[tuple(t.shape) for t in tensors]}")
-        image_sizes = [(int(t.shape[-2]), int(t.shape[-1])) for t in tensors]
+        image_sizes = [(t.shape[-2], t.shape[-1]) for t in tensors]  # ints (symbolic while tracing)
         max_h = max(s[0] for s in image_sizes)
         max_w = max(s[1] for s in image_sizes)
         if size_divisibility > 1:

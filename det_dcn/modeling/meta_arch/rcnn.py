@@ -13,6 +13,11 @@ from .build import META_ARCH_REGISTRY
 from .preprocess import RESIZE_STYLES, rescale_boxes, resize_image, resize_pixels
 
 
+def _size(value):
+    """An int (a symbolic size stays symbolic, so that tracing does not fix the output size)."""
+    return value if isinstance(value, torch.SymInt) else int(value)
+
+
 @META_ARCH_REGISTRY.register()
 class GeneralizedRCNN(nn.Module):
     """Faster R-CNN family detector.
@@ -152,6 +157,6 @@ class GeneralizedRCNN(nn.Module):
             return results
         for x, r, size in zip(batched_inputs, results, images.image_sizes):
             raw_h, raw_w = x["image"].shape[-2:]
-            out_size = (int(x.get("height", raw_h)), int(x.get("width", raw_w)))
+            out_size = (_size(x.get("height", raw_h)), _size(x.get("width", raw_w)))
             r["boxes"] = rescale_boxes(r["boxes"], size, out_size)
         return results

@@ -4,9 +4,8 @@ from typing import Dict, List, Tuple
 
 import torch
 from torch import Tensor
-from torchvision.ops import batched_nms
-
 from ..box_ops import clip_boxes, nonempty
+from ..nms import batched_nms
 
 
 def find_top_rpn_proposals(
@@ -43,7 +42,7 @@ def find_top_rpn_proposals(
 
     top_boxes, top_logits, top_levels = [], [], []
     for level, (boxes_l, logits_l) in enumerate(zip(proposals, logits)):
-        k = min(pre_nms_topk, logits_l.shape[1])
+        k = torch.sym_min(pre_nms_topk, logits_l.shape[1])  # sym_min: no guard on a traced (symbolic) size
         # topk returns sorted values; selecting per level first keeps NMS cheap and lets small levels compete.
         logits_k, idx = logits_l.topk(k, dim=1)
         top_boxes.append(boxes_l[batch_idx, idx])
@@ -57,12 +56,11 @@ def find_top_rpn_proposals(
     for i, image_size in enumerate(image_sizes):
         boxes, scores, lvl = boxes_all[i], logits_all[i], levels_all
         finite = torch.isfinite(boxes).all(dim=1) & torch.isfinite(scores)
-        if not bool(finite.all()):
-            if training:
-                raise FloatingPointError("RPN predicted Inf/NaN boxes or scores: training has diverged")
-            boxes, scores, lvl = boxes[finite], scores[finite], lvl[finite]
+        if training and not bool(finite.all()):
+            raise FloatingPointError("RPN predicted Inf/NaN boxes or scores: training has diverged")
         boxes = clip_boxes(boxes, image_size)
-        keep = nonempty(boxes, min_box_size)
+        # one mask for all filters (no branch on the data, so the eval path traces)
+        keep = finite & nonempty(boxes, min_box_size)
         if score_thresh > 0:
             keep &= torch.sigmoid(scores) >= score_thresh
         boxes, scores, lvl = boxes[keep], scores[keep], lvl[keep]

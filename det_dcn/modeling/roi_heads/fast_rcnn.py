@@ -5,10 +5,9 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
-from torchvision.ops import batched_nms
-
 from ..box_coder import Box2BoxTransform
 from ..box_ops import clip_boxes, min_size_mask
+from ..nms import batched_nms
 from ..losses import BOX_REG_LOSS_TYPES, box_regression_loss
 
 
@@ -128,7 +127,7 @@ class FastRCNNOutputLayers(nn.Module):
         score, in the coordinates of the (resized) input image.
         """
         scores_all, deltas_all = predictions
-        counts = [len(b) for b in proposal_boxes]
+        counts = [b.shape[0] for b in proposal_boxes]
         probs = F.softmax(scores_all.float(), dim=-1).split(counts)
         deltas = deltas_all.float().split(counts)
         return [
@@ -140,12 +139,11 @@ class FastRCNNOutputLayers(nn.Module):
     ) -> Dict[str, Tensor]:
         boxes = self.predict_boxes(deltas, proposal_boxes)  # [R, K or 1, 4]
         valid = torch.isfinite(boxes).flatten(1).all(dim=1) & torch.isfinite(probs).all(dim=1)
-        if not bool(valid.all()):
-            boxes, probs = boxes[valid], probs[valid]
         boxes = clip_boxes(boxes, image_size)
         scores = probs[:, :-1]  # drop background (last column)
-        # Every (RoI, class) pair above the threshold becomes a candidate, in RoI-major order.
-        keep_mask = scores > self.test_score_thresh
+        # Every (RoI, class) pair of a finite RoI above the threshold becomes a candidate, in RoI-major order
+        # (one mask, no branch on the data, so this traces).
+        keep_mask = (scores > self.test_score_thresh) & valid[:, None]
         roi_idx, cls_idx = keep_mask.nonzero(as_tuple=True)
         cand_boxes = boxes[roi_idx, 0] if self.cls_agnostic_bbox_reg else boxes[roi_idx, cls_idx]
         cand_scores = scores[roi_idx, cls_idx]

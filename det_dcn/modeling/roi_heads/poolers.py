@@ -157,22 +157,18 @@ class ROIPooler(nn.Module):
             boxes, self.min_level, self.max_level, self.canonical_box_size, self.canonical_level, self.level_mapper
         )
         num_channels = features[0].shape[1]
-        output = None
+        output = features[0].new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size))
         unused = []
         for level, (x, pooler) in enumerate(zip(features, self.level_poolers)):
             idx = torch.nonzero(levels == level).squeeze(1)
-            if idx.numel() == 0:
+            # In eval a level without RoIs is pooled anyway (zero RoIs, no branch on the data, so this traces).
+            if self.training and idx.numel() == 0:
                 # A level without RoIs still ties its parameters (a deformable pooler's offset branch) into the
                 # graph with a zero term, so they get a zero gradient rather than none: DistributedDataParallel
                 # requires every parameter to take part in every step.
                 unused += [p.view(-1)[0] * 0.0 for p in pooler.parameters() if p.requires_grad]
                 continue
-            result = pooler(x, rois[idx])
-            if output is None:
-                output = result.new_zeros((rois.shape[0], num_channels, self.output_size, self.output_size))
-            output[idx] = result.to(output.dtype)
-        if output is None:  # no RoIs at all
-            output = features[0].new_zeros((0, num_channels, self.output_size, self.output_size))
+            output[idx] = pooler(x, rois[idx]).to(output.dtype)
         if unused:
             output = output + torch.stack(unused).sum().to(output.dtype)
         return output

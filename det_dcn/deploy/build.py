@@ -1,0 +1,33 @@
+"""Export from a config: the model DefaultPredictor runs (MODEL.WEIGHTS loaded), on the CPU, to a file."""
+
+import os
+
+from .export import DEFAULT_OPSET, export_onnx, export_program, save_program
+
+FORMATS = ("onnx", "torch_export")
+
+
+def export_model(cfg, output: str, fmt: str = "onnx", opset_version: int = DEFAULT_OPSET):
+    """Build the eval model of ``cfg`` with its MODEL.WEIGHTS (as DefaultPredictor does) and export it.
+
+    Args:
+        fmt: "onnx" (a plain .onnx file, default-domain operators) or "torch_export" (a ``torch.export`` .pt2).
+    Returns:
+        the model that was exported (eval mode, CPU).
+    """
+    from ..engine.predictor import DefaultPredictor
+
+    if fmt not in FORMATS:
+        raise ValueError(f"export format must be one of {FORMATS}, got '{fmt}'")
+    folder = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(folder):
+        raise ValueError(f"output '{output}': folder '{folder}' does not exist")
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE = "cpu"  # export traces on the CPU; the file runs wherever its runtime does
+    model = DefaultPredictor(cfg).model
+    if fmt == "onnx":
+        export_onnx(model, cfg, output, opset_version)
+    else:
+        save_program(export_program(model, cfg), output)
+    return model

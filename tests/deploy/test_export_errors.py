@@ -1,0 +1,118 @@
+"""Bad input to the exporter and OnnxPredictor: clear errors naming the module, the opset, the missing package."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch import nn
+from torchvision.ops import roi_align
+
+from det_dcn.deploy import ExportError, make_exportable
+from det_dcn.deploy.export import export_onnx
+from det_dcn.deploy.export_modules import ExportDeformConv, ExportDeformRoIPool, ExportROIAlign
+from det_dcn.layers import ModulatedDeformConv2dPack
+from det_dcn.modeling import POOLER_REGISTRY, build_model
+
+from deploy_helpers import REPO, variant_cfg
+
+
+class OpaquePool(nn.Module):
+    """A plugin pooler the exporter knows nothing about."""
+
+    def __init__(self, output_size, spatial_scale):
+        super().__init__()
+        self.output_size, self.spatial_scale = output_size, spatial_scale
+
+    def forward(self, x, rois):
+        return roi_align(x, rois, self.output_size, self.spatial_scale, 2, aligned=True)
+
+
+class PluginPool(OpaquePool):
+    """A plugin pooler that says how it exports."""
+
+    def export_module(self):
+        return OpaquePool(self.output_size, self.spatial_scale)
+
+
+for _cls in (OpaquePool, PluginPool):
+    POOLER_REGISTRY.register(name=f"TestDeploy{_cls.__name__}")(
+        lambda cfg, size, scale, ratio, channels, _cls=_cls: _cls(size, scale))
+
+
+def _model(name, *overrides):
+    cfg = variant_cfg(name, overrides)
+    return build_model(cfg).eval(), cfg
+
+
+def test_swaps_every_op_module_and_shares_parameters():
+    model, _ = _model("mdconv_mdpool")
+    exportable = make_exportable(model)
+    kinds = {type(m) for m in exportable.modules()}
+    assert ExportDeformConv in kinds and ExportDeformRoIPool in kinds
+    assert not any(type(m).__module__.startswith("det_dcn.layers") for m in exportable.modules())
+    # same parameter names and values: the swap keeps the state dict
+    assert exportable.state_dict().keys() == model.state_dict().keys()
+    plain, _ = _model("plain")
+    assert any(isinstance(m, ExportROIAlign) for m in make_exportable(plain).modules())
+
+
+def test_plugin_pooler_without_export_path_is_named():
+    model, _ = _model("plain", "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "TestDeployOpaquePool")
+    with pytest.raises(ExportError, match=r"roi_heads\.box_pooler\.level_poolers\.0.*OpaquePool.*no export path"):
+        make_exportable(model)
+
+
+def test_plugin_pooler_with_export_module_is_used():
+    model, _ = _model("plain", "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "TestDeployPluginPool")
+    poolers = make_exportable(model).roi_heads.box_pooler.level_poolers
+    assert all(type(p) is OpaquePool for p in poolers)
+
+
+def test_subclass_of_an_op_module_is_named():
+    class MyDCN(ModulatedDeformConv2dPack):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    model, _ = _model("mdconv")
+    name, module = next((n, m) for n, m in model.named_modules() if isinstance(m, ModulatedDeformConv2dPack))
+    parent, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent), child, MyDCN(module.in_channels, module.out_channels, 3, padding=1))
+    with pytest.raises(ExportError, match=rf"'{name}'.*MyDCN.*export_module"):
+        make_exportable(model)
+
+
+def test_opset_below_19_with_dcn_is_refused(tmp_path):
+    model, cfg = _model("dconv")
+    path = tmp_path / "m.onnx"
+    with pytest.raises(ExportError, match=r"opset 18.*DeformConv.*opset 19"):
+        export_onnx(model, cfg, str(path), opset_version=18)
+    assert not path.exists()
+
+
+def _run(code):
+    env = {**os.environ, "PYTHONPATH": REPO}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_onnx_predictor_import_does_not_import_torch():
+    r = _run("import sys\nfrom det_dcn.deploy import OnnxPredictor\nassert 'torch' not in sys.modules\n")
+    assert r.returncode == 0, r.stderr
+
+
+def test_missing_onnxruntime_gives_install_hint():
+    r = _run("import sys\nsys.modules['onnxruntime'] = None\nfrom det_dcn.deploy import OnnxPredictor\n"
+             "OnnxPredictor('model.onnx')\n")
+    assert r.returncode != 0
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError") and "pip install onnxruntime" in last
+
+
+def test_onnx_predictor_names_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.onnx"
+    bad.write_bytes(b"not an onnx model")
+    from det_dcn.deploy import OnnxPredictor
+
+    with pytest.raises(ValueError, match="bad.onnx"):
+        OnnxPredictor(str(bad))

@@ -1,0 +1,127 @@
+#!/usr/bin/env python
+"""CPU latency of one detector image through det_dcn eager, det_dcn torch.compile, onnxruntime (the exported .onnx)
+and torchvision eager, in one run, with ratios to torchvision eager.
+
+plain: torchvision's fasterrcnn_resnet50_fpn and det_dcn's configs/torchvision/faster_rcnn_R_50_FPN.yaml with the
+same (random, seeded) weights converted into it, as in tools/benchmark.py; all four see the same uint8 image
+(800 x 1216 by default, already at the test size). dconv / dpool: det_dcn's COCO-Detection R50-FPN variants starting
+from the plain COCO model's weights (tools/benchmark.py's start_as_plain), timed eager, compiled and in
+onnxruntime; their ratios are to the same torchvision eager time. Exports trace with torch.export first (minutes).
+
+    python tools/benchmark_export.py                       # plain, dconv, dpool at 800 x 1216, 3 timed runs each
+    python tools/benchmark_export.py --variants plain --size 320 --iters 2
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+TOOLS = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(TOOLS, ".."))
+sys.path.insert(0, TOOLS)
+
+from benchmark import VARIANTS as CONFIGS  # noqa: E402
+from benchmark import TORCHVISION_CONFIG, build_torchvision_pair, build_variant, load_cfg, make_inputs  # noqa: E402
+
+from det_dcn.deploy import OnnxPredictor  # noqa: E402
+from det_dcn.deploy.export import export_onnx  # noqa: E402
+from det_dcn.testing import time_interleaved  # noqa: E402
+
+VARIANTS = ("plain", "dconv", "dpool")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size", type=int, default=800, help="short side of the image (long side 1.52x)")
+    p.add_argument("--iters", type=int, default=3, help="timed runs per path (median)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed runs first (compilation happens here)")
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    p.add_argument("--threads", type=int, default=0, help="torch and onnxruntime threads (0: their defaults)")
+    p.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
+    return p.parse_args(argv)
+
+
+def _ort_call(model, cfg, folder: str, name: str, image_hwc: np.ndarray, threads: int):
+    path = os.path.join(folder, f"{name}.onnx")
+    start = time.perf_counter()
+    export_onnx(model, cfg, path)
+    print(f"[{name}] exported to ONNX in {time.perf_counter() - start:.0f} s", flush=True)
+    predictor = OnnxPredictor(path)
+    if threads:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        predictor.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    bgr = image_hwc[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image_hwc  # OnnxPredictor takes BGR
+    bgr = np.ascontiguousarray(bgr)
+    return lambda: predictor(bgr)
+
+
+def _eager_calls(model, image_chw: torch.Tensor, compile_: bool):
+    model.eval()
+    inputs = [{"image": image_chw}]
+
+    def eager():
+        with torch.no_grad():
+            model(inputs)
+
+    calls = {"eager": eager}
+    if compile_:
+        compiled = torch.compile(model)
+
+        def comp():
+            with torch.no_grad():
+                compiled(inputs)
+
+        calls["compile"] = comp
+    return calls
+
+
+def run(args) -> dict:
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    image = make_inputs(args.size, 1)[0]["image"]  # [3, H, W] uint8, RGB
+    image_hwc = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+    h, w = image.shape[-2:]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} torch threads, image {h}x{w}, median of "
+          f"{args.iters} after {args.warmup} warm-up; load average at start {os.getloadavg()[0]:.1f}", flush=True)
+    tv, ours = build_torchvision_pair(args.size, "cpu")
+    tv.eval()
+    tv_image = [image.float() / 255]
+
+    def torchvision_eager():
+        with torch.no_grad():
+            tv(tv_image)
+
+    calls = {"torchvision eager": torchvision_eager}
+    with tempfile.TemporaryDirectory() as folder:
+        for name in args.variants:
+            if name == "plain":
+                model, cfg = ours, load_cfg(TORCHVISION_CONFIG, args.size, "cpu")
+            else:
+                plain = build_variant("plain", args.size, "cpu")
+                model = build_variant(name, args.size, "cpu", plain.state_dict())
+                cfg = load_cfg(CONFIGS[name], args.size, "cpu")
+                if cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO == 0:
+                    print(f"[{name}] POOLER_SAMPLING_RATIO 0 (adaptive) in all paths", flush=True)
+            for kind, fn in _eager_calls(model, image, not args.no_compile).items():
+                calls[f"{name} det_dcn {kind}"] = fn
+            calls[f"{name} onnxruntime"] = _ort_call(model.eval(), cfg, folder, name, image_hwc, args.threads)
+        print("timing...", flush=True)
+        results = {k: m.median for k, m in time_interleaved(calls, args.iters, args.warmup).items()}
+    base = results["torchvision eager"]
+    print("\n| path | ms | / torchvision eager |\n|---|--:|--:|")
+    for name, t in results.items():
+        print(f"| {name} | {t * 1000:.0f} | {t / base:.2f}x |")
+    print(f"load average at end {os.getloadavg()[0]:.1f}")
+    return results
+
+
+if __name__ == "__main__":
+    run(parse_args())
