@@ -3,6 +3,7 @@
 Imports only torch and torchvision (never other det_dcn packages), so the ops can be used and checked standalone.
 """
 
+from .aspp import ASPP
 from .deform_conv import DeformConv2d, ModulatedDeformConv2d
 from .deform_conv_pack import DeformConv2dPack, ModulatedDeformConv2dPack
 from .deform_roi_pool import DeformRoIPool, deform_roi_pool
@@ -14,5 +15,5 @@ from .roi_pool import ROIPool
 __all__ = [
     "deform_roi_pool", "DeformRoIPool", "DeformRoIPoolPack", "ModulatedDeformRoIPoolPack",
     "DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack",
-    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "calibrate_frozen_bn", "get_norm",
+    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "calibrate_frozen_bn", "get_norm", "ASPP",
 ]
