@@ -120,7 +120,7 @@ def gridding_stacks(label: str, backbone) -> Dict[str, np.ndarray]:
     if not aspp:
         return {f"{label} res5 ({','.join(map(str, rates))})": path_counts(stack)}
     branches = [[LayerGeometry(1)]] + [dilated_stack([r]) for r in aspp]
-    title = f"{label} res5 ({','.join(map(str, rates))}) + ASPP 1x1, ({','.join(map(str, aspp))})"
+    title = f"{label} res5 ({','.join(map(str, rates))}), ASPP (1x1,{','.join(map(str, aspp))})"
     return {title: parallel_path_counts(stack, branches)}
 
 
