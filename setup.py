@@ -8,8 +8,8 @@ setup(
     packages=find_packages(exclude=("tests", "tests.*")),
     python_requires=">=3.10",
     install_requires=[
-        "torch>=2.1",
-        "torchvision>=0.16",
+        "torch>=2.4",  # det_dcn/__init__.py: MIN_TORCH_VERSION
+        "torchvision>=0.19",
         "yacs>=0.1.8",
         "pycocotools>=2.0.6",
         "opencv-python-headless>=4.5",

@@ -10,8 +10,10 @@ starting from the plain model's weights (so every variant computes the plain mod
 same workload); each variant's time is reported as a ratio to the plain model's.
 
 Inference = model.eval() forward under no_grad; training iteration = forward, backward and an SGD step.
-Times are medians over --iters runs after --warmup runs, all in the same process, so the ratios are comparable
-across machines. CUDA times are synchronised; CUDA peak memory is reported too.
+Times are medians over --iters interleaved runs after --warmup runs, all in the same process, so the ratios are
+comparable across machines (det_dcn.testing.time_interleaved: torch.utils.benchmark's clock, which synchronises
+CUDA, and its Measurements). CUDA peak memory is reported too. Inputs have the aspect ratio of COCO's test-size
+images (800 x 1216) and each config's own test-time size ratio (INPUT.MAX_SIZE_TEST / MIN_SIZE_TEST).
 
     python tools/benchmark.py                        # CPU: 320 px, 2 timed iterations (a few minutes on 2 cores)
     python tools/benchmark.py --full --iters 10      # 800 px (COCO test size), batch 2
@@ -21,10 +23,8 @@ across machines. CUDA times are synchronised; CUDA peak memory is reported too.
 
 import argparse
 import os
-import statistics
 import sys
-import time
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional
 
 import torch
 
@@ -32,10 +32,12 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from det_dcn.checkpoint.convert import convert_torchvision_faster_rcnn  # noqa: E402
 from det_dcn.config import get_cfg  # noqa: E402
-from det_dcn.layers import ModulatedDeformConv2dPack, ModulatedDeformRoIPoolPack, calibrate_frozen_bn  # noqa: E402
 from det_dcn.modeling import build_model  # noqa: E402
+from det_dcn.testing import calibrate_frozen_bn, start_as_plain_model, time_interleaved  # noqa: E402
 
 REPO = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+TORCHVISION_CONFIG = "torchvision/faster_rcnn_R_50_FPN.yaml"
+COCO_WIDTH_PER_HEIGHT = 1216 / 800  # a typical COCO image at the 800 px test size: 800 x 1216
 VARIANTS = {
     "plain": "COCO-Detection/faster_rcnn_R_50_FPN_1x.yaml",
     "dconv": "COCO-Detection/faster_rcnn_R_50_FPN_dconv_c3-c5_1x.yaml",
@@ -70,9 +72,10 @@ def parse_args(argv=None):
 
 # ------------------------------------------------------------------------------------------------------ inputs
 def make_inputs(size: int, batch: int, seed: int = 0) -> List[dict]:
-    """``batch`` uint8 RGB images of size x round(1.52 size) with 5 boxes each (classes in [0, 80))."""
+    """``batch`` uint8 RGB images of size x round(COCO_WIDTH_PER_HEIGHT size) with 5 boxes each (classes in
+    [0, 80))."""
     g = torch.Generator().manual_seed(seed)
-    h, w = size, int(round(size * 1.52))
+    h, w = size, int(round(size * COCO_WIDTH_PER_HEIGHT))
     inputs = []
     for _ in range(batch):
         image = (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
@@ -85,36 +88,6 @@ def make_inputs(size: int, batch: int, seed: int = 0) -> List[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------ timing
-def _sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-def time_interleaved(fns: Dict[str, Callable[[], None]], device: str, iters: int, warmup: int
-                     ) -> Dict[str, Tuple[float, float]]:
-    """{name: (median seconds, CUDA peak MiB or nan)}; the functions take turns, so load changes on a shared
-    machine hit all of them alike instead of whichever happened to run during the disturbance."""
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    _sync(device)
-    times = {name: [] for name in fns}
-    peaks = {name: float("nan") for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            if device.startswith("cuda"):
-                torch.cuda.reset_peak_memory_stats(device)
-            _sync(device)
-            start = time.perf_counter()
-            fn()
-            _sync(device)
-            times[name].append(time.perf_counter() - start)
-            if device.startswith("cuda"):
-                peaks[name] = max(peaks[name] if peaks[name] == peaks[name] else 0.0,
-                                  torch.cuda.max_memory_allocated(device) / 2 ** 20)
-    return {name: (statistics.median(times[name]), peaks[name]) for name in fns}
-
-
 def det_dcn_steps(model, inputs: List[dict], device: str):
     """(inference fn, training-iteration fn) for a det_dcn model."""
     eval_inputs = [{"image": x["image"].to(device)} for x in inputs]
@@ -159,6 +132,15 @@ def torchvision_steps(model, inputs: List[dict], device: str):
 
 
 # ------------------------------------------------------------------------------------------------------ models
+def load_cfg(config: str, size: int, device: str):
+    """The config ``configs/<config>`` at test size ``size`` (its max size scaled by the config's own ratio)."""
+    cfg = get_cfg()
+    cfg.merge_from_file(os.path.join(REPO, "configs", config))
+    max_size = int(size * cfg.INPUT.MAX_SIZE_TEST / cfg.INPUT.MIN_SIZE_TEST)
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", max_size, "MODEL.DEVICE", device])
+    return cfg
+
+
 def build_torchvision_pair(size: int, device: str):
     """torchvision's detector (pretrained-style: FrozenBN, 3 trainable stages) and det_dcn's with its weights."""
     from torchvision.models import resnet50
@@ -167,13 +149,10 @@ def build_torchvision_pair(size: int, device: str):
     from torchvision.ops.misc import FrozenBatchNorm2d
 
     torch.manual_seed(0)
-    # What fasterrcnn_resnet50_fpn(weights=...) builds, minus the download.
+    cfg = load_cfg(TORCHVISION_CONFIG, size, device)
+    # What fasterrcnn_resnet50_fpn(weights=...) builds, minus the download, at the config's test size.
     backbone = _resnet_fpn_extractor(resnet50(weights=None, norm_layer=FrozenBatchNorm2d), 3)
-    tv = FasterRCNN(backbone, num_classes=91, min_size=size, max_size=int(size * 1333 / 800))
-    cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", "torchvision", "faster_rcnn_R_50_FPN.yaml"))
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", int(size * 1333 / 800),
-                         "MODEL.DEVICE", device])
+    tv = FasterRCNN(backbone, num_classes=91, min_size=cfg.INPUT.MIN_SIZE_TEST, max_size=cfg.INPUT.MAX_SIZE_TEST)
     ours = build_model(cfg)
     state, unmatched = convert_torchvision_faster_rcnn(tv.state_dict())
     if unmatched:
@@ -183,41 +162,25 @@ def build_torchvision_pair(size: int, device: str):
 
 
 def build_variant(name: str, size: int, device: str, plain_state: Optional[dict] = None):
-    """The variant's model; given the plain model's state dict, it starts as the plain model (see below)."""
+    """The variant's model; given the plain model's state dict, it starts as the plain model
+    (det_dcn.testing.start_as_plain_model), so every variant is timed on the same workload."""
     torch.manual_seed(0)
-    cfg = get_cfg()
-    cfg.merge_from_file(os.path.join(REPO, "configs", VARIANTS[name]))
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", int(size * 1333 / 800),
-                         "MODEL.DEVICE", device])
-    model = build_model(cfg)
+    model = build_model(load_cfg(VARIANTS[name], size, device))
     if plain_state is not None:
-        start_as_plain(model, plain_state, name)
+        start_as_plain_model(model, plain_state)
     return model
 
 
-def start_as_plain(model, plain_state: dict, name: str) -> None:
-    """Load the plain model's weights so the variant computes the plain model's outputs.
-
-    With random weights, the number of detections (and so the NMS and post-processing time) depends on the weights;
-    a variant with its own random weights would then be timed on a different workload. The zero-initialised
-    deformable parts make the variant equal to the plain model, once the modulated layers' mask of sigmoid(0) = 0.5
-    is compensated: deformable 3x3 weights doubled (mdconv), box head fc1 doubled (mdpool).
-    """
-    result = model.load_state_dict(plain_state, strict=False)
-    if result.unexpected_keys:
-        raise RuntimeError(f"{name}: plain-model keys the variant lacks: {result.unexpected_keys}")
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, ModulatedDeformConv2dPack):
-                module.weight.mul_(2.0)
-        if isinstance(model.roi_heads.box_pooler.level_poolers[0], ModulatedDeformRoIPoolPack):
-            model.roi_heads.box_head.fc1.weight.mul_(2.0)
-
-
 # ------------------------------------------------------------------------------------------------------ main
-def _fmt(seconds: float, peak: float) -> str:
-    mem = "" if peak != peak else f" {peak:8.0f} MiB"  # nan on CPU
-    return f"{seconds * 1000:9.1f} ms{mem}"
+def _fmt(m) -> str:
+    """A Measurement as 'median ms [CUDA peak MiB]'."""
+    mem = f" {m.metadata['cuda_peak_mib']:8.0f} MiB" if m.metadata else ""
+    return f"{m.median * 1000:9.1f} ms{mem}"
+
+
+def _time(fns: dict, args) -> dict:
+    cuda = torch.device(args.device) if args.device.startswith("cuda") else None
+    return time_interleaved(fns, args.iters, args.warmup, cuda_device=cuda)
 
 
 def run(args) -> Dict[str, Dict[str, float]]:
@@ -237,10 +200,10 @@ def run(args) -> Dict[str, Dict[str, float]]:
         print("\n== det_dcn vs torchvision fasterrcnn_resnet50_fpn (same weights, same input) ==")
         for mode in args.modes:
             idx = 0 if mode == "inference" else 1
-            r = time_interleaved({k: v[idx] for k, v in steps.items()}, device, args.iters, args.warmup)
-            (t_tv, m_tv), (t_us, m_us) = r["torchvision"], r["det_dcn"]
+            r = _time({k: v[idx] for k, v in steps.items()}, args)
+            t_tv, t_us = r["torchvision"].median, r["det_dcn"].median
             results[f"torchvision/{mode}"] = {"torchvision": t_tv, "det_dcn": t_us, "ratio": t_us / t_tv}
-            print(f"{mode:10s} torchvision {_fmt(t_tv, m_tv)} | det_dcn {_fmt(t_us, m_us)} | "
+            print(f"{mode:10s} torchvision {_fmt(r['torchvision'])} | det_dcn {_fmt(r['det_dcn'])} | "
                   f"ratio det_dcn/torchvision {t_us / t_tv:5.2f}")
         del tv, ours, steps
 
@@ -256,12 +219,12 @@ def run(args) -> Dict[str, Dict[str, float]]:
         lines = {name: f"{name:14s}" for name in names}
         for mode in args.modes:
             idx = 0 if mode == "inference" else 1
-            r = time_interleaved({k: v[idx] for k, v in steps.items()}, device, args.iters, args.warmup)
+            r = _time({k: v[idx] for k, v in steps.items()}, args)
             for name in names:
-                t, m = r[name]
-                ratio = t / r["plain"][0]
+                t = r[name].median
+                ratio = t / r["plain"].median
                 results[f"variant/{name}/{mode}"] = {"time": t, "ratio": ratio}
-                lines[name] += f" | {mode} {_fmt(t, m)} x{ratio:4.2f}"
+                lines[name] += f" | {mode} {_fmt(r[name])} x{ratio:4.2f}"
         print("\n".join(lines.values()))
         del models, steps
     return results

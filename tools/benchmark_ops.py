@@ -16,9 +16,7 @@ import argparse
 import math
 import os
 import resource
-import statistics
 import sys
-import time
 
 import torch
 from torchvision.ops import roi_align
@@ -26,6 +24,7 @@ from torchvision.ops import roi_align
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, deform_roi_pool  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
+from det_dcn.testing import time_interleaved  # noqa: E402
 
 IMAGE_HW = (800, 1216)
 CONV_SHAPES = [("res3", 128, (100, 152)), ("res4", 256, (50, 76)), ("res5", 512, (25, 38))]
@@ -113,13 +112,9 @@ def _measure_cpu_once(fn, warmup, repeats):
         before = _rss_kb("VmRSS:")
     except OSError:
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
+    seconds = time_interleaved({"op": fn}, repeats)["op"].median
     peak = _rss_kb("VmHWM:") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return statistics.median(times), max(peak - before, 0) * 1024
+    return seconds, max(peak - before, 0) * 1024
 
 
 def measure_cpu(setup, which, warmup, repeats):
@@ -156,17 +151,10 @@ def measure_cuda(setup, which, warmup, repeats):
     torch.cuda.synchronize()
     base = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(repeats):
-        start.record()
-        fn()
-        end.record()
-        torch.cuda.synchronize()
-        times.append(start.elapsed_time(end) / 1000)
+    seconds = time_interleaved({"op": fn}, repeats)["op"].median
     peak = torch.cuda.max_memory_allocated() - base
     del fns, fn
-    return statistics.median(times), float(peak)
+    return seconds, float(peak)
 
 
 def run(args, device):

@@ -3,13 +3,15 @@
 
     python tools/demo.py --config-file configs/quickstart/faster_rcnn_shapes.yaml \
         --input images/ "more/*.jpg" one.png --output demo_out [--confidence-threshold 0.5] \
-        [--video-input clip.mp4] [KEY VALUE ...]
+        [--video-input clip.mp4] MODEL.WEIGHTS output/quickstart/model_final.pth [KEY VALUE ...]
 
 Per image ``NAME.ext`` it writes ``DIR/NAME.jpg`` (``.png`` for png inputs) with boxes, class names and scores, and
 ``DIR/NAME.json``: {"file_name", "height", "width", "box_mode": "XYXY_ABS", "boxes", "scores", "classes",
 "class_names"} with boxes in the input image's pixels. Files are written atomically. Inputs that cannot be read
 are reported by name and skipped; the exit code is 1 only when nothing could be processed.
-KEY VALUE pairs override the config (e.g. MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu).
+KEY VALUE pairs override the config (e.g. MODEL.WEIGHTS output/model_final.pth MODEL.DEVICE cpu); they may come
+after the flags or between them, and a config key is never taken for an input. Without MODEL.WEIGHTS the demo
+refuses to run unless --allow-random-weights is given. The output folder is checked before the model is loaded.
 """
 
 import argparse
@@ -22,11 +24,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from det_dcn.config import get_cfg
-from det_dcn.utils.atomic_io import atomic_imwrite, atomic_write_json
-from det_dcn.utils.class_names import class_names_from_cfg
-from det_dcn.utils.image_inputs import expand_inputs, read_image
-from det_dcn.utils.visualizer import class_name, draw_detections, upscale_for_display
+from det_dcn.config.overrides import parse_args_with_overrides
+from det_dcn.data import read_image
+from det_dcn.utils.atomic_io import atomic_imwrite, atomic_write_json, ensure_output_dir
+from det_dcn.vis.class_names import class_names_from_cfg
+from det_dcn.vis.image_inputs import expand_inputs
+from det_dcn.vis.tool_args import add_common_args, load_tool_cfg
+from det_dcn.vis.visualizer import class_name, draw_detections, upscale_for_display
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -41,20 +45,14 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--min-picture-size", type=int, default=256,
                    help="pictures of smaller images are upscaled by an integer factor so labels stay readable; "
                         "0 keeps the input size")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
-    return p
+    return add_common_args(p)
 
 
 def setup_cfg(args: argparse.Namespace):
     """Config from ``--config-file`` and overrides, with the score threshold of ``--confidence-threshold``."""
     if not 0.0 <= args.confidence_threshold <= 1.0:
         raise ValueError(f"--confidence-threshold must be in [0, 1], got {args.confidence_threshold}")
-    cfg = get_cfg()
-    cfg.merge_from_file(args.config_file)
-    cfg.merge_from_list(args.opts)
-    cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = args.confidence_threshold
-    cfg.freeze()
-    return cfg
+    return load_tool_cfg(args, args.confidence_threshold)
 
 
 def unique_stems(files: Sequence[str]) -> List[str]:
@@ -121,7 +119,7 @@ def run_images(predictor, files, out_dir, class_names, threshold, min_size) -> T
 def run_video(predictor, path, out_dir, class_names, threshold) -> int:
     """Process every frame of the video ``path``: DIR/<stem>.mp4 with drawn detections and DIR/<stem>.json with
     one record per frame. Returns the number of frames; raises ValueError naming the file when it cannot be read."""
-    from det_dcn.utils.video import VideoReader, VideoWriter
+    from det_dcn.vis.video import VideoReader, VideoWriter
 
     reader = VideoReader(path)
     stem = os.path.splitext(os.path.basename(path))[0] or "video"
@@ -144,22 +142,23 @@ def run_video(predictor, path, out_dir, class_names, threshold) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args_with_overrides(get_parser(), argv)
     if not args.input and not args.video_input:
         print("[demo] error: give --input PATH [PATH ...] and/or --video-input FILE", file=sys.stderr)
         return 2
     try:
         cfg = setup_cfg(args)
+        ensure_output_dir(args.output)
     except ValueError as e:
         print(f"[demo] error: {e}", file=sys.stderr)
         return 2
     if not cfg.MODEL.WEIGHTS:
-        print("[demo] warning: MODEL.WEIGHTS is empty, the model is randomly initialised", file=sys.stderr)
+        print("[demo] warning: MODEL.WEIGHTS is empty (--allow-random-weights): the model is randomly initialised",
+              file=sys.stderr)
 
     files, problems = expand_inputs(args.input)
     for entry, reason in problems:
         print(f"[demo] skipping '{entry}': {reason}", file=sys.stderr)
-    os.makedirs(args.output, exist_ok=True)
 
     from det_dcn.engine import DefaultPredictor
 

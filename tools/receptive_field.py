@@ -53,14 +53,15 @@ def parse_rates(text: str) -> List[int]:
 
 def load_images(args, cfg):
     from det_dcn.analysis.receptive_field import normalise_images, random_images
-    from det_dcn.utils.image_inputs import expand_inputs, read_image
+    from det_dcn.data import read_image
+    from det_dcn.vis.image_inputs import expand_inputs
 
     if args.input is None:
         return random_images(args.num_images, args.size, len(cfg.MODEL.PIXEL_MEAN), seed=args.seed)
     paths, unreadable = expand_inputs([args.input])
     if not paths:
         raise ValueError(f"--input '{args.input}' matches no image file ({unreadable})")
-    images = [read_image(p) for p in sorted(paths)[: args.num_images]]
+    images = [read_image(p, cfg.INPUT.FORMAT) for p in sorted(paths)[: args.num_images]]
     return normalise_images(images, cfg.MODEL.PIXEL_MEAN, cfg.MODEL.PIXEL_STD, args.size)
 
 
@@ -119,7 +120,7 @@ def main(argv=None) -> int:
         atomic_imwrite(args.output, figures.erf_grid(rows_for_picture, title))
         print(f"Wrote {args.output}")
     if args.gridding_output:
-        from det_dcn.utils.visualizer import add_title_and_legend, hstack_panels
+        from det_dcn.vis.visualizer import add_title_and_legend, hstack_panels
 
         title = "Input pixels reaching one output through stacked dilated 3x3 convs (black: never reached)"
         atomic_imwrite(args.gridding_output, add_title_and_legend(hstack_panels(panels), title))

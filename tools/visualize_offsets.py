@@ -3,7 +3,7 @@
 
     python tools/visualize_offsets.py --config-file configs/quickstart/faster_rcnn_shapes_dconv.yaml \
         --input image.jpg --output offsets_out [--position X Y] [--layer NAME ...] [--detections N] \
-        [--confidence-threshold T] [KEY VALUE ...]
+        [--confidence-threshold T] MODEL.WEIGHTS output/quickstart_mdconv_mdpool/model_final.pth [KEY VALUE ...]
 
 Writes into DIR (NAME = the image's stem):
 - NAME_overview.png: panels side by side: detections | DCN sampling points vs regular grid | dpool bins vs
@@ -14,8 +14,8 @@ Writes into DIR (NAME = the image's stem):
 
 Propagation follows the DCN paper's figure: each sampling point of a deformable layer is taken as an output
 position of the deformable layer below it (offsets bilinearly interpolated there); the plain convs in between are
-not drawn. Offsets are read with forward hooks on each layer's conv_offset (and on the pooler's offset_fc /
-mask_fc), so they are exactly what the model used for this image.
+not drawn. Offsets are read by hooks that call each deformable layer's own predict_offset on its input, so they are
+exactly what the model used for this image.
 
 The DCN position defaults to the centre of the top detection (else the image centre); --position X Y gives it in
 the input image's pixels. --layer picks the deformable convs (module names, listed when a name is wrong), top
@@ -30,14 +30,15 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from det_dcn.config import get_cfg
-from det_dcn.utils.atomic_io import atomic_imwrite
-from det_dcn.utils.class_names import class_names_from_cfg
-from det_dcn.utils.deform_hooks import DeformRecorder, deformable_conv_modules, deformable_pool_modules
-from det_dcn.utils.deform_sampling import dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
-from det_dcn.utils.image_inputs import read_image
-from det_dcn.utils.offset_figures import dcn_panel, dcn_positions_panel, detections_panel, dpool_panel
-from det_dcn.utils.visualizer import class_color, class_name, hstack_panels
+from det_dcn.config.overrides import parse_args_with_overrides
+from det_dcn.data import read_image
+from det_dcn.utils.atomic_io import atomic_imwrite, ensure_output_dir
+from det_dcn.vis.class_names import class_names_from_cfg
+from det_dcn.vis.deform_hooks import DeformRecorder, deformable_conv_modules, deformable_pool_modules
+from det_dcn.vis.deform_sampling import dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
+from det_dcn.vis.offset_figures import dcn_panel, dcn_positions_panel, detections_panel, dpool_panel
+from det_dcn.vis.tool_args import add_common_args, load_tool_cfg
+from det_dcn.vis.visualizer import class_color, class_name, hstack_panels
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -54,8 +55,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--detections", type=int, default=1, help="detections to draw dpool bins for")
     p.add_argument("--confidence-threshold", type=float, default=0.3)
     p.add_argument("--panel-size", type=int, default=420, help="side of each square panel in pixels")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
-    return p
+    return add_common_args(p)
 
 
 def check_args(args: argparse.Namespace) -> None:
@@ -107,14 +107,11 @@ def run_pooler_on_boxes(model, features, boxes_resized: torch.Tensor) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = get_parser().parse_args(argv)
+    args = parse_args_with_overrides(get_parser(), argv)
     try:
         check_args(args)
-        cfg = get_cfg()
-        cfg.merge_from_file(args.config_file)
-        cfg.merge_from_list(args.opts)
-        cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST = min(cfg.MODEL.ROI_HEADS.SCORE_THRESH_TEST, args.confidence_threshold)
-        cfg.freeze()
+        cfg = load_tool_cfg(args, args.confidence_threshold)
+        ensure_output_dir(args.output)
         image = read_image(args.input)
     except ValueError as e:
         print(f"[visualize_offsets] error: {e}", file=sys.stderr)
@@ -155,7 +152,6 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except ValueError as e:
         print(f"[visualize_offsets] error: {e}", file=sys.stderr)
         return 2
-    os.makedirs(args.output, exist_ok=True)
     stem = os.path.splitext(os.path.basename(args.input))[0] or "image"
     size = args.panel_size
     if args.position is not None:

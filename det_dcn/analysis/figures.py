@@ -8,16 +8,19 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
-from det_dcn.utils.visualizer import add_title_and_legend, hstack_panels
+from det_dcn.vis.visualizer import add_title_and_legend, hstack_panels
 
 GREEN = (60, 220, 60)
 WHITE = (255, 255, 255)
 
 
 def heatmap(values: np.ndarray, size: int, gamma: float = 0.5) -> np.ndarray:
-    """[h, w] non-negative -> [size', size'] colour map (inferno), ``values ** gamma`` scaled to its max so the
+    """[h, w] non-negative -> about [size, size] colour map (inferno), ``values ** gamma`` scaled to its max so the
     faint tails of a Gaussian-like map stay visible; zeros are black. Nearest upscaling keeps pixels square."""
     v = np.asarray(values, dtype=np.float64)
+    if max(v.shape) > size:  # area-average down to the panel (keeps the mass picture, drops pixel noise)
+        f = size / max(v.shape)
+        v = cv2.resize(v, (max(1, round(v.shape[1] * f)), max(1, round(v.shape[0] * f))), interpolation=cv2.INTER_AREA)
     top = v.max()
     norm = (v / top) ** gamma if top > 0 else v
     img = cv2.applyColorMap((norm * 255).astype(np.uint8), cv2.COLORMAP_INFERNO)
@@ -27,7 +30,7 @@ def heatmap(values: np.ndarray, size: int, gamma: float = 0.5) -> np.ndarray:
 
 
 def erf_panel(erf: np.ndarray, title: str, theoretical: Optional[Tuple[int, int, int, int]] = None,
-              size: int = 240, legend: Sequence[str] = ()) -> np.ndarray:
+              size: int = 200, legend: Sequence[str] = ()) -> np.ndarray:
     """One effective RF map with the theoretical RF's box (x0, y0, x1, y1 inclusive, input pixels) in green."""
     img = heatmap(erf, size)
     scale = img.shape[0] / erf.shape[0]

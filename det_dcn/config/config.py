@@ -17,8 +17,11 @@ class CfgNode(_YacsCfgNode):
     """yacs CfgNode with ``_BASE_`` inheritance and errors that say where the bad value came from."""
 
     @classmethod
-    def load_yaml_with_base(cls, filename: str) -> dict:
-        """Read ``filename`` and, recursively, the ``_BASE_`` file it names (relative to itself)."""
+    def load_yaml_with_base(cls, filename: str, _chain: tuple = ()) -> dict:
+        """Read ``filename`` and, recursively, the ``_BASE_`` file it names (relative to itself).
+        ``_chain``: the files that led here, to name a ``_BASE_`` cycle instead of recursing forever."""
+        if os.path.realpath(filename) in (os.path.realpath(f) for f in _chain):
+            raise ConfigError(f"{BASE_KEY} cycle: " + " -> ".join(_chain + (filename,)))
         if not os.path.isfile(filename):
             raise ConfigError(f"Config file '{filename}' does not exist")
         with open(filename, "r") as f:
@@ -36,7 +39,7 @@ class CfgNode(_YacsCfgNode):
         base_path = os.path.expanduser(base)
         if not os.path.isabs(base_path):
             base_path = os.path.join(os.path.dirname(filename), base_path)
-        base_cfg = cls.load_yaml_with_base(base_path)
+        base_cfg = cls.load_yaml_with_base(base_path, _chain + (filename,))
         _merge_dicts(cfg, base_cfg)
         return base_cfg
 

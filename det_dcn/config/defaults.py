@@ -167,6 +167,10 @@ _C.INPUT.SIZE_DIVISIBILITY = 0
 _C.DATASETS = CN()
 _C.DATASETS.TRAIN = ()  # registered dataset names
 _C.DATASETS.TEST = ()  # empty: no evaluation
+# COCO-format datasets to register by name before TRAIN / TEST are looked up, each [name, json_file, image_root]
+# (paths relative to the working directory), e.g. [["my_train", "ann/train.json", "images/train"]]; the
+# command-line form: DATASETS.CUSTOM_COCO "[['my_train', 'ann/train.json', 'images/train']]". det_dcn's own key.
+_C.DATASETS.CUSTOM_COCO = ()
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4

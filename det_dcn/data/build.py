@@ -8,6 +8,7 @@ import torch
 from det_dcn.utils import comm
 
 from .catalog import DatasetCatalog, MetadataCatalog
+from .coco import register_coco_from_cfg
 from .detection_utils import has_usable_annotation
 from .mapper import DatasetMapper
 from .samplers import InferenceSampler, aspect_ratio_group_ids, resolve_seed
@@ -54,9 +55,10 @@ def build_detection_train_loader(cfg, mapper: Optional[DatasetMapper] = None, st
     world = comm.get_world_size()
     total = cfg.SOLVER.IMS_PER_BATCH
     if total <= 0 or total % world != 0:
-        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) must be a positive multiple of the number of "
-                         f"processes ({world})")
+        raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) is the total batch over all processes and must be a "
+                         f"positive multiple of the number of processes ({world})")
     if dataset_dicts is None:
+        register_coco_from_cfg(cfg)
         dataset_dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:
         mapper = DatasetMapper.from_config(cfg, is_train=True)
@@ -91,6 +93,7 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Dataset
                                 num_workers: Optional[int] = None) -> torch.utils.data.DataLoader:
     """Finite loader, batch 1 (a list with one dict), each image of ``dataset_name`` on exactly one rank.
     Images are at their original size; an unreadable image raises ``BadDataError`` naming the file."""
+    register_coco_from_cfg(cfg)
     dicts = get_detection_dataset_dicts(dataset_name, filter_empty=False)
     if mapper is None:
         mapper = DatasetMapper.from_config(cfg, is_train=False)

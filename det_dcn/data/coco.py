@@ -12,11 +12,12 @@ increasing id order, and the mapping is stored in ``MetadataCatalog.get(name).th
 so the evaluator can map predictions back.
 """
 
+import collections
 import contextlib
 import io
 import logging
 import os
-from typing import List, Optional
+from typing import Iterable, List, Optional
 
 from .catalog import DatasetCatalog, MetadataCatalog
 
@@ -36,6 +37,17 @@ def _load_coco_api(json_file: str):
             raise ValueError(f"Cannot parse COCO annotation file {json_file}: {type(e).__name__}: {e}") from e
 
 
+def _check_unique_ids(json_file: str, kind: str, ids: Iterable) -> None:
+    """pycocotools indexes images and annotations by id: a repeated id silently replaces the earlier entry (and
+    moves its boxes to another image), so repeated ids are an error naming them."""
+    repeated = sorted((i for i, n in collections.Counter(ids).items() if n > 1), key=str)
+    if repeated:
+        shown = ", ".join(str(i) for i in repeated[:10])
+        if len(repeated) > 10:
+            shown += f" ... ({len(repeated)} in all)"
+        raise ValueError(f"{json_file}: {kind} ids must be unique; these appear more than once: {shown}")
+
+
 def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] = None) -> List[dict]:
     """Read a COCO instances JSON into dataset dicts (format in the module docstring).
 
@@ -47,6 +59,8 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     If ``dataset_name`` is given, its metadata gets ``thing_classes`` and ``thing_dataset_id_to_contiguous_id``.
     """
     coco = _load_coco_api(json_file)
+    _check_unique_ids(json_file, "image", (img.get("id") for img in coco.dataset.get("images", [])))
+    _check_unique_ids(json_file, "annotation", (a.get("id") for a in coco.dataset.get("annotations", [])))
     cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
     if not cats:
         raise ValueError(f"COCO annotation file {json_file} has no categories")
@@ -117,3 +131,33 @@ def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
     DatasetCatalog.register(name, lambda: load_coco_json(json_file, image_root, name))
     MetadataCatalog.get(name).set(json_file=json_file, image_root=image_root, evaluator_type="coco")
+
+
+def register_coco_from_cfg(cfg) -> List[str]:
+    """Register the datasets of ``DATASETS.CUSTOM_COCO`` ([name, json_file, image_root] each); returns their names.
+
+    Called by the loaders (and the demo tools) before they look names up, so it is idempotent: a name already
+    registered with the same files is left alone. Errors name the key, the entry and what was expected; a missing
+    annotation file or image folder is reported here, before any training starts, as for the built-in datasets.
+    """
+    key = "DATASETS.CUSTOM_COCO"
+    names = []
+    for entry in cfg.DATASETS.CUSTOM_COCO:
+        if not (isinstance(entry, (list, tuple)) and len(entry) == 3 and all(isinstance(v, str) and v for v in entry)):
+            raise ValueError(f"{key}: each entry must be [name, json_file, image_root] (three non-empty strings), "
+                             f"got {entry!r}")
+        name, json_file, image_root = entry
+        if name in DatasetCatalog:
+            meta = MetadataCatalog.get(name)
+            if (meta.get("json_file"), meta.get("image_root")) != (json_file, image_root):
+                raise ValueError(f"{key}: dataset {name!r} is already registered (annotation file "
+                                 f"{meta.get('json_file')!r}, images {meta.get('image_root')!r}); pick another name")
+            names.append(name)
+            continue
+        if not os.path.isfile(json_file):
+            raise FileNotFoundError(f"{key}: dataset {name!r}: annotation file not found: {json_file}")
+        if not os.path.isdir(image_root):
+            raise FileNotFoundError(f"{key}: dataset {name!r}: image folder not found: {image_root}")
+        register_coco_instances(name, json_file, image_root)
+        names.append(name)
+    return names

@@ -1,4 +1,4 @@
-"""DatasetMapper: one dataset dict -> one model input dict (see docs in contracts / det_dcn/data/__init__.py)."""
+"""DatasetMapper: one dataset dict (format: det_dcn/data/coco.py) -> one model input dict (format below)."""
 
 from typing import List, Optional
 
@@ -25,8 +25,6 @@ class DatasetMapper:
 
     def __init__(self, is_train: bool, augmentations: List[Augmentation], image_format: str = "BGR",
                  filter_empty: bool = True):
-        if image_format not in utils.SUPPORTED_FORMATS:
-            raise ValueError(f"INPUT.FORMAT must be one of {utils.SUPPORTED_FORMATS}, got {image_format!r}")
         self.is_train = is_train
         self.augmentations = list(augmentations)
         self.image_format = image_format

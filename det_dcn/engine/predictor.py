@@ -10,8 +10,6 @@ from det_dcn.checkpoint import DetectionCheckpointer
 
 logger = logging.getLogger(__name__)
 
-INPUT_FORMATS = ("BGR", "RGB")
-
 
 class DefaultPredictor:
     """Builds the model from ``cfg``, loads ``MODEL.WEIGHTS`` and runs it in eval mode on single images.
@@ -24,8 +22,6 @@ class DefaultPredictor:
     def __init__(self, cfg):
         from det_dcn.modeling import build_model
 
-        if cfg.INPUT.FORMAT not in INPUT_FORMATS:
-            raise ValueError(f"INPUT.FORMAT: got '{cfg.INPUT.FORMAT}', expected one of {INPUT_FORMATS}")
         self.cfg = cfg.clone()
         self.model = build_model(self.cfg)
         self.model.eval()

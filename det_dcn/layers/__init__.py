@@ -8,12 +8,12 @@ from .deform_conv import DeformConv2d, ModulatedDeformConv2d
 from .deform_conv_pack import DeformConv2dPack, ModulatedDeformConv2dPack
 from .deform_roi_pool import DeformRoIPool, deform_roi_pool
 from .deform_roi_pool_pack import DeformRoIPoolPack, ModulatedDeformRoIPoolPack
-from .norm import FrozenBatchNorm2d, calibrate_frozen_bn, get_norm
+from .norm import FrozenBatchNorm2d, get_norm
 from .roi_align import ROIAlign
 from .roi_pool import ROIPool
 
 __all__ = [
     "deform_roi_pool", "DeformRoIPool", "DeformRoIPoolPack", "ModulatedDeformRoIPoolPack",
     "DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack",
-    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "calibrate_frozen_bn", "get_norm", "ASPP",
+    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "get_norm", "ASPP",
 ]

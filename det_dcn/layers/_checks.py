@@ -10,7 +10,7 @@ def autocast_active(device_type: str) -> bool:
     """True when autocast is enabled for ``device_type`` ("cpu", "cuda", ...)."""
     try:
         return torch.is_autocast_enabled(device_type)
-    except (TypeError, RuntimeError):  # device types without autocast support
+    except RuntimeError:  # device types without autocast support (torch < 2.4 is refused by det_dcn/__init__.py)
         return False
 
 

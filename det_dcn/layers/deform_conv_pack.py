@@ -4,6 +4,8 @@ A fresh Pack module therefore behaves like a plain convolution (the modulated on
 ``conv_offset`` has the layer's kernel, stride, padding and dilation, as in mmcv, so mmdetection checkpoints load.
 """
 
+from typing import Optional, Tuple
+
 import torch
 from torch import nn
 
@@ -25,9 +27,13 @@ class DeformConv2dPack(DeformConv2d):
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_offset(self, x: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """x [N, C_in, H, W] -> (offset [N, 2*G*kh*kw, H_out, W_out], None): what ``forward`` deforms with."""
         self._check_input(x)
-        return super().forward(x, self.conv_offset(x))
+        return self.conv_offset(x), None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, self.predict_offset(x)[0])
 
 
 class ModulatedDeformConv2dPack(ModulatedDeformConv2d):
@@ -48,7 +54,11 @@ class ModulatedDeformConv2dPack(ModulatedDeformConv2d):
         nn.init.zeros_(self.conv_offset.weight)
         nn.init.zeros_(self.conv_offset.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def predict_offset(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+        """x [N, C_in, H, W] -> (offset [N, 2*G*kh*kw, H_out, W_out], mask [N, G*kh*kw, H_out, W_out] in (0, 1))."""
         self._check_input(x)
         o1, o2, logits = torch.chunk(self.conv_offset(x), 3, dim=1)
-        return super().forward(x, torch.cat((o1, o2), dim=1), torch.sigmoid(logits))
+        return torch.cat((o1, o2), dim=1), torch.sigmoid(logits)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return super().forward(x, *self.predict_offset(x))

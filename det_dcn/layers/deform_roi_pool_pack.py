@@ -3,7 +3,7 @@
 Attribute names (``offset_fc``, ``mask_fc``) and layer indices follow mmcv, so mmdetection checkpoints load.
 """
 
-from typing import Tuple, Union
+from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -48,11 +48,20 @@ class DeformRoIPoolPack(DeformRoIPool):
         return deform_roi_pool(input, rois, offset, self.output_size, self.spatial_scale, self.sampling_ratio,
                                self.gamma)
 
-    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+    def predict_offset(self, input: torch.Tensor, rois: torch.Tensor) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """(input [N, C, H, W], rois [R, 5]) -> (normalised offset [R, 2, PH, PW], mask [R, 1, PH, PW] or None):
+        what ``forward`` pools with, from a first pooling without offsets."""
         self._check_channels(input)
-        x = self._pool(input, rois)
-        offset = self.offset_fc(x.flatten(1)).view(-1, 2, *self.output_size)
-        return self._pool(input, rois, offset)
+        x = self._pool(input, rois).flatten(1)
+        return self.offset_fc(x).view(-1, 2, *self.output_size), self._predict_mask(x)
+
+    def _predict_mask(self, x: torch.Tensor) -> Optional[torch.Tensor]:
+        return None  # unmodulated
+
+    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
+        offset, mask = self.predict_offset(input, rois)
+        out = self._pool(input, rois, offset)
+        return out if mask is None else out * mask.to(input.dtype)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", output_channels={self.output_channels}"
@@ -82,9 +91,6 @@ class ModulatedDeformRoIPoolPack(DeformRoIPoolPack):
         nn.init.zeros_(self.mask_fc[2].weight)
         nn.init.zeros_(self.mask_fc[2].bias)
 
-    def forward(self, input: torch.Tensor, rois: torch.Tensor) -> torch.Tensor:
-        self._check_channels(input)
-        x = self._pool(input, rois).flatten(1)
-        offset = self.offset_fc(x).view(-1, 2, *self.output_size)
-        mask = self.mask_fc(x).view(-1, 1, *self.output_size)
-        return self._pool(input, rois, offset) * mask.to(input.dtype)
+    def _predict_mask(self, x: torch.Tensor) -> torch.Tensor:
+        """x [R, PH*PW*C] (the first pooling, flattened) -> mask [R, 1, PH, PW]."""
+        return self.mask_fc(x).view(-1, 1, *self.output_size)

@@ -59,31 +59,6 @@ class FrozenBatchNorm2d(nn.Module):
 NORM_TYPES = ("", "BN", "SyncBN", "FrozenBN", "GN")
 
 
-@torch.no_grad()
-def calibrate_frozen_bn(model: nn.Module, *inputs) -> None:
-    """Set every FrozenBatchNorm2d's statistics to those of its input during ``model(*inputs)`` (one pass, in order).
-
-    A randomly initialised ResNet with identity FrozenBN statistics blows activations up block after block (R-101:
-    the first SGD step already overflows, and every detection scores ~1); real models start from pretrained
-    statistics, which this imitates for tests and benchmarks without pretrained weights.
-    """
-
-    def set_stats(module, args):
-        x = args[0]
-        module.running_mean.copy_(x.mean(dim=(0, 2, 3)))
-        module.running_var.copy_(x.var(dim=(0, 2, 3)) + 1e-2)
-
-    handles = [m.register_forward_pre_hook(set_stats) for m in model.modules() if isinstance(m, FrozenBatchNorm2d)]
-    was_training = model.training
-    try:
-        model.eval()
-        model(*inputs)
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-
-
 def get_norm(norm: Union[str, nn.Module, None], out_channels: int) -> Optional[nn.Module]:
     """Build the norm layer a config names: "BN", "SyncBN", "FrozenBN", "GN" (32 groups) or "" / None (none)."""
     if norm is None or norm == "":

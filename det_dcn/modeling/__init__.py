@@ -2,10 +2,9 @@
 
 from .backbone import BACKBONE_REGISTRY, Backbone, ShapeSpec, build_backbone
 from .box_coder import Box2BoxTransform
-from .build import META_ARCH_REGISTRY, build_model, resolve_device
 from .image_list import ImageList
 from .matcher import Matcher
-from .meta_arch import GeneralizedRCNN
+from .meta_arch import META_ARCH_REGISTRY, GeneralizedRCNN, build_model, resolve_device
 from .proposal_generator import (
     ANCHOR_GENERATOR_REGISTRY,
     PROPOSAL_GENERATOR_REGISTRY,

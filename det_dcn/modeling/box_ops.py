@@ -65,22 +65,6 @@ def boxes_to_rois(boxes: Sequence[Tensor]) -> Tensor:
     return torch.cat([index, torch.cat(list(boxes), dim=0)], dim=1)
 
 
-def scale_boxes(boxes: Tensor, scale_x: float, scale_y: float) -> Tensor:
-    """Multiply x coordinates by ``scale_x`` and y by ``scale_y`` (``[N, 4]`` -> ``[N, 4]``)."""
-    scale = boxes.new_tensor([scale_x, scale_y, scale_x, scale_y])
-    return boxes * scale
-
-
-def check_boxes(boxes: Tensor, name: str) -> None:
-    """Raise ValueError unless ``boxes`` is a floating ``[N, 4]`` tensor."""
-    if not isinstance(boxes, Tensor) or boxes.dim() != 2 or boxes.shape[1] != 4:
-        shape = tuple(boxes.shape) if isinstance(boxes, Tensor) else type(boxes).__name__
-        raise ValueError(f"{name} must be a [N, 4] XYXY tensor, got {shape}")
-    if not boxes.is_floating_point():
-        raise ValueError(f"{name} must be a floating-point tensor, got dtype {boxes.dtype}")
-
-
 __all__: List[str] = [
-    "box_area", "pairwise_iou", "clip_boxes", "nonempty", "min_size_mask", "boxes_to_rois", "scale_boxes",
-    "check_boxes",
+    "box_area", "pairwise_iou", "clip_boxes", "nonempty", "min_size_mask", "boxes_to_rois",
 ]

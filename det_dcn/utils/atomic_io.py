@@ -83,3 +83,25 @@ def atomic_imwrite(path: str, image: np.ndarray) -> None:
         raise ValueError(f"Cannot encode image '{path}' as '{ext}' with OpenCV")
     with atomic_open(path, "wb") as f:
         f.write(buf.tobytes())
+
+
+def ensure_output_dir(path: str, what: str = "--output") -> str:
+    """Create the folder ``path`` (and its parents) or raise ValueError saying why it cannot hold outputs: it is a
+    file, it lies under a file, or it is not writable. Tools call this before loading a model, so a wrong output
+    location costs nothing. Returns ``path``."""
+    if not path:
+        raise ValueError(f"{what} is empty; give a folder for the outputs")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{what} '{path}' is a file, not a folder; give a folder (it is created if missing)")
+    parent = os.path.abspath(path)
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise ValueError(f"{what} '{path}' cannot be created: '{parent}' is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} '{path}' is not writable: no write permission in '{parent}'")
+    try:
+        os.makedirs(path, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"{what} '{path}' cannot be created: {e.strerror or e}") from e
+    return path

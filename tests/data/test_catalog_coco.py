@@ -88,6 +88,26 @@ def test_bad_json_errors_name_the_file(tmp_path):
         load_coco_json(str(garbage), str(tmp_path))
 
 
+def test_duplicate_ids_are_errors_naming_file_and_ids(tmp_path):
+    def image(i, name):
+        return {"id": i, "file_name": name, "height": 5, "width": 5}
+
+    def ann(i, image_id):
+        return {"id": i, "image_id": image_id, "category_id": 1, "bbox": [0, 0, 1, 1]}
+
+    cats = [{"id": 1, "name": "x"}]
+    dup_images = tmp_path / "dup_images.json"
+    dup_images.write_text(json.dumps({"images": [image(7, "a.png"), image(7, "b.png"), image(3, "c.png")],
+                                      "annotations": [ann(1, 7)], "categories": cats}))
+    with pytest.raises(ValueError, match=r"dup_images.json: image ids must be unique.*: 7$"):
+        load_coco_json(str(dup_images), str(tmp_path))
+    dup_anns = tmp_path / "dup_anns.json"
+    dup_anns.write_text(json.dumps({"images": [image(1, "a.png"), image(2, "b.png")],
+                                    "annotations": [ann(5, 1), ann(5, 2), ann(6, 2), ann(6, 1)], "categories": cats}))
+    with pytest.raises(ValueError, match=r"dup_anns.json: annotation ids must be unique.*: 5, 6$"):
+        load_coco_json(str(dup_anns), str(tmp_path))
+
+
 def test_missing_builtin_coco_names_path_and_variable(tmp_path):
     from det_dcn.data import register_all_builtin
 

@@ -10,7 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from det_dcn.config import get_cfg
-from det_dcn.layers import calibrate_frozen_bn  # noqa: F401  (re-exported for the model tests)
+from det_dcn.testing import calibrate_frozen_bn  # noqa: F401  (re-exported for the model tests)
 from det_dcn.modeling.backbone import Backbone
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))

@@ -105,6 +105,51 @@ def test_demo_rejects_bad_arguments(setup, capsys):
     assert "NO_SUCH_KEY" in capsys.readouterr().err
 
 
+def test_overrides_after_input_are_never_inputs(setup, capsys, monkeypatch):
+    root, cfg, images, _ = setup
+    demo = load_tool("demo")
+    weights = os.path.join(os.path.dirname(cfg), "tiny.pth")
+    # KEY VALUE after --input, then more flags: the key and the checkpoint are overrides, not input files.
+    out = root / "out_order"
+    assert demo.main(["--config-file", cfg, "--input", images[0], "MODEL.WEIGHTS", weights, "MODEL.DEVICE", "cpu",
+                      "--output", str(out), "--confidence-threshold", "0"]) == 0
+    log = capsys.readouterr()
+    assert "1 of 1 image(s) processed" in log.out and "skipping" not in log.out + log.err
+    # Overrides before the flags work too.
+    assert demo.main(["--config-file", cfg, "MODEL.DEVICE", "cpu", "--input", images[0], "--output", str(out)]) == 0
+    assert "1 of 1 image(s) processed" in capsys.readouterr().out
+
+
+def test_no_weights_and_bad_output_fail_before_loading_the_model(setup, capsys, monkeypatch):
+    root, cfg, images, _ = setup
+    demo = load_tool("demo")
+    import det_dcn.engine
+
+    def no_model(*a, **k):
+        raise AssertionError("the model must not be loaded")
+
+    with monkeypatch.context() as m:
+        m.setattr(det_dcn.engine, "DefaultPredictor", no_model)
+        assert demo.main(["--config-file", cfg, "--input", images[0], "--output", str(root / "o"),
+                          "MODEL.WEIGHTS", ""]) == 2
+        err = capsys.readouterr().err
+        assert "MODEL.WEIGHTS is empty" in err and "--allow-random-weights" in err
+        a_file = root / "a_file.txt"
+        a_file.write_text("x")
+        for output, expected in [(a_file, "is a file, not a folder"), (a_file / "sub", "cannot be created: '")]:
+            assert demo.main(["--config-file", cfg, "--input", images[0], "--output", str(output)]) == 2
+            err = capsys.readouterr().err
+            assert str(output) in err and expected in err and "a_file.txt" in err
+        m.setattr(os, "access", lambda path, mode: False)
+        assert demo.main(["--config-file", cfg, "--input", images[0], "--output", str(root / "ro" / "x")]) == 2
+        assert "is not writable" in capsys.readouterr().err
+    assert not (root / "ro").exists()
+    # Asked explicitly, an untrained model runs (with a warning).
+    assert demo.main(["--config-file", cfg, "--input", images[0], "--output", str(root / "o_rand"),
+                      "--allow-random-weights", "MODEL.WEIGHTS", ""]) == 0
+    assert "randomly initialised" in capsys.readouterr().err
+
+
 def test_unique_stems():
     demo = load_tool("demo")
     assert demo.unique_stems(["a/x.jpg", "b/x.png", "c/y.jpg", "d/x.bmp"]) == ["x", "x_2", "y", "x_3"]

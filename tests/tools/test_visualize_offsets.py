@@ -44,7 +44,7 @@ def test_offsets_figures_dcn_and_dpool(setup):
     # Overview: three panels (detections | DCN | dpool) side by side.
     assert figs["overview"].shape[1] >= 3 * 300 > figs["overview"].shape[0]
     # The DCN figure shows yellow (top layer) and red (propagated) sampling points and a green unit marker.
-    from det_dcn.utils import offset_figures as of
+    from det_dcn.vis import offset_figures as of
 
     assert _color_pixels(figs["dcn"], of.YELLOW) > 50
     assert _color_pixels(figs["dcn"], of.RED) > 200
@@ -63,8 +63,8 @@ def test_offsets_modulated_recorder_and_errors(setup, capsys):
     # The recorder sees non-zero offsets and masks in (0, 1); the sampling points leave the regular grid.
     from det_dcn.config import get_cfg
     from det_dcn.engine import DefaultPredictor
-    from det_dcn.utils.deform_hooks import DeformRecorder
-    from det_dcn.utils.deform_sampling import dcn_sampling_points
+    from det_dcn.vis.deform_hooks import DeformRecorder
+    from det_dcn.vis.deform_sampling import dcn_sampling_points
 
     cfg = get_cfg()
     cfg.merge_from_file(cfg_path)
@@ -104,7 +104,7 @@ def test_offsets_modulated_recorder_and_errors(setup, capsys):
 def test_pool_record_matches_detection_boxes(setup):
     """The dpool bins drawn come from the pooler run on exactly the detection's box."""
     tool = load_tool("visualize_offsets")
-    from det_dcn.utils.deform_hooks import PoolRecord
+    from det_dcn.vis.deform_hooks import PoolRecord
 
     rois = np.array([[0, 1.0, 2.0, 30.0, 40.0], [0, 5.0, 5.0, 9.0, 9.0]])
     pr = PoolRecord("p", rois, np.zeros((2, 2, 7, 7)), None, 0.1, 0.25, (7, 7))
@@ -125,6 +125,6 @@ def test_offsets_argument_and_model_errors(setup, tmp_path, capsys):
     # A model without deformable layers: nothing to draw, said plainly.
     code = tool.main(["--config-file", cfg_path, "--input", images[0], "--output", str(tmp_path / "o"),
                       "MODEL.RESNETS.DEFORM_ON_PER_STAGE", "[False, False, False, False]",
-                      "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2", "MODEL.WEIGHTS", ""])
+                      "MODEL.ROI_BOX_HEAD.POOLER_TYPE", "ROIAlignV2", "MODEL.WEIGHTS", "", "--allow-random-weights"])
     assert code == 1
     assert "no deformable" in capsys.readouterr().err

@@ -5,10 +5,11 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..build import META_ARCH_REGISTRY
+from ..backbone import build_backbone
 from ..image_list import ImageList
 from ..proposal_generator import build_proposal_generator
 from ..roi_heads import build_roi_heads
+from .build import META_ARCH_REGISTRY
 from .preprocess import rescale_boxes, resize_image
 
 
@@ -62,8 +63,6 @@ class GeneralizedRCNN(nn.Module):
     def from_config(cls, cfg, backbone: Optional[nn.Module] = None) -> "GeneralizedRCNN":
         """Build from a config; ``backbone`` overrides cfg.MODEL.BACKBONE (useful in tests)."""
         if backbone is None:
-            from ..backbone import build_backbone
-
             backbone = build_backbone(cfg)
         if cfg.INPUT.FORMAT not in ("BGR", "RGB"):
             raise ValueError(f"INPUT.FORMAT must be 'BGR' or 'RGB', got '{cfg.INPUT.FORMAT}'")

@@ -12,6 +12,7 @@ from typing import List, Sequence
 import torch
 from torch import Tensor, nn
 
+from ...layers import DeformRoIPoolPack, ModulatedDeformRoIPoolPack, ROIAlign, ROIPool
 from ...utils.registry import Registry
 from ..box_ops import box_area, boxes_to_rois
 
@@ -24,24 +25,18 @@ LEVEL_MAPPERS = ("detectron2", "torchvision")
 @POOLER_REGISTRY.register(name="ROIAlign")
 def _build_roi_align(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """RoIAlign without the half-pixel shift (detectron2 "ROIAlign", torchvision's MultiScaleRoIAlign)."""
-    from ...layers import ROIAlign
-
     return ROIAlign(output_size, spatial_scale, sampling_ratio, aligned=False)
 
 
 @POOLER_REGISTRY.register(name="ROIAlignV2")
 def _build_roi_align_v2(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """RoIAlign with the half-pixel shift (aligned=True), detectron2's default."""
-    from ...layers import ROIAlign
-
     return ROIAlign(output_size, spatial_scale, sampling_ratio, aligned=True)
 
 
 @POOLER_REGISTRY.register(name="ROIPool")
 def _build_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """Max RoI pooling (Fast R-CNN); sampling_ratio is not used."""
-    from ...layers import ROIPool
-
     return ROIPool(output_size, spatial_scale)
 
 
@@ -61,16 +56,12 @@ def _deform_pool_pack(pack_cls, cfg, output_size: int, spatial_scale: float, sam
 @POOLER_REGISTRY.register(name="DeformRoIPool")
 def _build_deform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """DCNv1 deformable RoI pooling with its own offset branch (one per level, as mmdetection)."""
-    from ...layers import DeformRoIPoolPack
-
     return _deform_pool_pack(DeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio, in_channels)
 
 
 @POOLER_REGISTRY.register(name="ModulatedDeformRoIPool")
 def _build_mdeform_roi_pool(cfg, output_size: int, spatial_scale: float, sampling_ratio: int, in_channels: int):
     """DCNv2 modulated deformable RoI pooling (offsets and a sigmoid mask, both zero-initialised: mask 0.5)."""
-    from ...layers import ModulatedDeformRoIPoolPack
-
     return _deform_pool_pack(ModulatedDeformRoIPoolPack, cfg, output_size, spatial_scale, sampling_ratio,
                              in_channels)
 

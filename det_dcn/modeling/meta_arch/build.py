@@ -1,9 +1,12 @@
-"""META_ARCH_REGISTRY and build_model: config -> model on the configured device."""
+"""META_ARCH_REGISTRY and build_model: config -> model on the configured device.
+
+Beside the meta-architectures it builds (as detectron2's meta_arch/build.py): they import the registry from here,
+and importing the package (meta_arch/__init__.py) registers them, so build_model needs no import inside it."""
 
 import torch
 from torch import nn
 
-from ..utils.registry import Registry
+from ...utils.registry import Registry
 
 META_ARCH_REGISTRY = Registry("META_ARCH")
 META_ARCH_REGISTRY.__doc__ = "Meta-architectures: a class with from_config(cfg) or fn(cfg) -> nn.Module."
@@ -24,9 +27,6 @@ def resolve_device(device: str) -> torch.device:
 
 def build_model(cfg) -> nn.Module:
     """Build cfg.MODEL.META_ARCHITECTURE (weights are not loaded: see det_dcn.checkpoint) on cfg.MODEL.DEVICE."""
-    # Importing the meta-architectures registers them (and pulls in every built-in component).
-    from . import meta_arch  # noqa: F401
-
     name = cfg.MODEL.META_ARCHITECTURE
     if name not in META_ARCH_REGISTRY:
         raise ValueError(

@@ -1,4 +1,4 @@
-"""Drawing helpers, input expansion, image reading and atomic writes used by the demo tools (no model needed)."""
+"""Drawing helpers, input expansion and atomic writes used by the demo tools (no model needed)."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from det_dcn.utils.atomic_io import atomic_imwrite, atomic_write_json
-from det_dcn.utils.image_inputs import expand_inputs, read_image
-from det_dcn.utils.visualizer import (View, class_color, draw_detections, draw_points, hstack_panels,
-                                      upscale_for_display)
+from det_dcn.vis.image_inputs import expand_inputs
+from det_dcn.vis.visualizer import (View, class_color, draw_detections, draw_points, hstack_panels,
+                                    upscale_for_display)
 
 
 def test_class_colors_distinct_and_stable():
@@ -64,20 +64,6 @@ def test_expand_inputs(tmp_path):
                                      str(tmp_path / "missing.jpg"), str(tmp_path / "*.gif")])
     assert [os.path.basename(f) for f in files] == ["a.png", "b.jpg", "c.jpg"]  # folder sorted, no duplicates
     assert [os.path.basename(p[0]) for p in problems] == ["missing.jpg", "*.gif"]
-
-
-def test_read_image_errors_name_the_file(tmp_path):
-    bad = tmp_path / "broken.jpg"
-    bad.write_bytes(b"\xff\xd8 not really a jpeg")
-    with pytest.raises(ValueError, match="broken.jpg"):
-        read_image(str(bad))
-    empty = tmp_path / "empty.png"
-    empty.write_bytes(b"")
-    with pytest.raises(ValueError, match="empty.png"):
-        read_image(str(empty))
-    grey = tmp_path / "grey.png"
-    cv2.imwrite(str(grey), np.full((9, 7), 50, np.uint8))
-    assert read_image(str(grey)).shape == (9, 7, 3)
 
 
 def test_atomic_writes(tmp_path):

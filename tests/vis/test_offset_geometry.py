@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from det_dcn.utils.deform_sampling import DCNRecord, dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
+from det_dcn.vis.deform_sampling import DCNRecord, dcn_sampling_points, nearest_unit, propagate_sampling, roi_bins
 
 layers = pytest.importorskip("det_dcn.layers")
 if not hasattr(layers, "DeformConv2d"):

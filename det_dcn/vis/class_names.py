@@ -3,6 +3,8 @@
 import sys
 from typing import List, Optional
 
+from det_dcn.data import DatasetCatalog, MetadataCatalog, register_coco_from_cfg
+
 
 def class_names_from_cfg(cfg) -> Optional[List[str]]:
     """``thing_classes`` of DATASETS.TEST[0] (then the other TEST, then TRAIN datasets) when that dataset is
@@ -11,10 +13,7 @@ def class_names_from_cfg(cfg) -> Optional[List[str]]:
     Names whose count differs from MODEL.ROI_HEADS.NUM_CLASSES belong to another dataset than the model was
     trained on: they are not used (a warning says so) rather than put wrong names on boxes.
     """
-    try:
-        from det_dcn.data import DatasetCatalog, MetadataCatalog
-    except ImportError:  # the data package is optional for inference on plain images
-        return None
+    register_coco_from_cfg(cfg)
     for name in list(cfg.DATASETS.TEST) + list(cfg.DATASETS.TRAIN):
         if name in DatasetCatalog.list():
             names = MetadataCatalog.get(name).get("thing_classes")

@@ -1,11 +1,8 @@
-"""Turning command-line inputs (paths, globs, folders) into image files, and reading images with clear errors."""
+"""Turning command-line inputs (paths, globs, folders) into image files (read them with det_dcn.data.read_image)."""
 
 import glob
 import os
 from typing import List, Sequence, Tuple
-
-import cv2
-import numpy as np
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jp2")
 
@@ -48,20 +45,3 @@ def expand_inputs(entries: Sequence[str]) -> Tuple[List[str], List[Tuple[str, st
         else:
             problems.append((entry, "no such file or folder"))
     return files, problems
-
-
-def read_image(path: str) -> np.ndarray:
-    """Read ``path`` as an [H, W, 3] uint8 BGR image (grey and 16-bit images are converted).
-
-    Raises ValueError naming the file when it is not a readable image.
-    """
-    if not os.path.isfile(path):
-        raise ValueError(f"Image '{path}' does not exist or is not a file")
-    # imdecode on the bytes instead of imread: works for any path encoding and never half-reads.
-    data = np.fromfile(path, dtype=np.uint8)
-    if data.size == 0:
-        raise ValueError(f"Image '{path}' is empty (0 bytes)")
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
-    if image is None or image.size == 0:
-        raise ValueError(f"Image '{path}' cannot be decoded: not an image, or a corrupt / unsupported file")
-    return image

@@ -1,7 +1,7 @@
 """Panels that show where deformable layers sample (used by tools/visualize_offsets.py).
 
 Every function takes the ORIGINAL image ([H, W, 3] uint8 BGR) and geometry in its continuous pixel coordinates
-(see det_dcn/utils/deform_sampling.py) and returns a titled panel with a legend saying what is drawn.
+(see det_dcn/vis/deform_sampling.py) and returns a titled panel with a legend saying what is drawn.
 """
 
 from typing import List, Optional, Sequence, Tuple
@@ -58,7 +58,7 @@ def dcn_panel(image: np.ndarray, unit_xy: Sequence[float], levels: List[Tuple[np
     """Sampling points of stacked deformable convs for one output unit, against the regular dilated grid.
 
     ``levels`` / ``regular_levels``: per layer, top layer first, (points [K**n, 2], weights [K**n]) as returned by
-    :func:`det_dcn.utils.deform_sampling.propagate_sampling` (converted to original-image pixels).
+    :func:`det_dcn.vis.deform_sampling.propagate_sampling` (converted to original-image pixels).
     """
     unit = np.asarray(unit_xy, dtype=np.float64)
     every = np.concatenate([unit[None]] + [p for p, _ in levels] + [p for p, _ in regular_levels])
