@@ -20,6 +20,7 @@ FLOORS = [
     {"evaluation"},
     {"engine", "deploy"},
     {"vis"},
+    {"analysis"},  # receptive fields and gridding: reads models (modeling) and draws (vis)
 ]
 FLOOR = {pkg: i for i, pkgs in enumerate(FLOORS) for pkg in pkgs}
 

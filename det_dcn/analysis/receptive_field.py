@@ -145,8 +145,8 @@ def random_images(num: int, size: int, channels: int = 3, seed: int = 0) -> List
 
 
 def normalise_images(images: Sequence[np.ndarray], pixel_mean, pixel_std, size: int) -> List[torch.Tensor]:
-    """[H, W, 3] uint8 images (in the model's INPUT.FORMAT) -> [1, 3, size, size] inputs normalised as the model does (centre crop of a
-    resize whose short side is ``size``)."""
+    """[H, W, 3] uint8 images (in the model's INPUT.FORMAT) -> [1, 3, size, size] inputs normalised as the model
+    does (centre crop of a resize whose short side is ``size``)."""
     import cv2
 
     out = []
