@@ -71,7 +71,7 @@ def main(argv=None) -> int:
 
     from det_dcn.analysis import figures, gridding
     from det_dcn.analysis.geometry import dilated_stack
-    from det_dcn.analysis.receptive_field import format_table, gridding_stacks, measure
+    from det_dcn.analysis.receptive_field import format_table, gridding_stacks, measure, theoretical_text
     from det_dcn.checkpoint import DetectionCheckpointer
     from det_dcn.config import get_cfg
     from det_dcn.modeling import build_model
@@ -103,7 +103,7 @@ def main(argv=None) -> int:
         print(format_table(f"{label} ({config_file}, {weights})", rows, args.size) + "\n", flush=True)
         rows_for_picture[f"{label} ({weights})"] = [
             figures.erf_panel(erfs[r.name], f"{r.name} (stride {r.stride:g})", r.box,
-                              legend=[f"theoretical {r.theoretical} px", f"effective (90%) {r.erf90} px"])
+                              legend=[f"theoretical {theoretical_text(r)} px", f"effective (90%) {r.erf90} px"])
             for r in rows]
         grids.update(gridding_stacks(label, model.backbone))
 
@@ -122,7 +122,7 @@ def main(argv=None) -> int:
     if args.gridding_output:
         from det_dcn.vis.visualizer import add_title_and_legend, hstack_panels
 
-        title = "Input pixels reaching one output through stacked dilated 3x3 convs (black: never reached)"
+        title = "Input positions reaching one output through stacked dilated 3x3 convs (black: never reached)"
         atomic_imwrite(args.gridding_output, add_title_and_legend(hstack_panels(panels), title))
         print(f"Wrote {args.gridding_output}")
     return 0

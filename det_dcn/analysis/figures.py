@@ -53,7 +53,7 @@ def erf_grid(rows: Dict[str, List[np.ndarray]], title: str) -> np.ndarray:
 
 
 def gridding_panel(counts: np.ndarray, title: str, size: int = 260) -> np.ndarray:
-    """Path counts of one output's receptive field: black = pixel never reached (a hole), colour = number of paths
+    """Path counts of one output's receptive field (positions of the stack's input grid): black = never reached (a hole), colour = number of paths
     (brighter = more); the centre pixel is outlined."""
     img = heatmap(counts, size, gamma=0.5)
     scale = img.shape[0] // counts.shape[0]
@@ -63,5 +63,5 @@ def gridding_panel(counts: np.ndarray, title: str, size: int = 260) -> np.ndarra
             img[k * scale - 1, :] = img[:, k * scale - 1] = (70, 70, 70)
     cv2.rectangle(img, (c * scale, c * scale), ((c + 1) * scale - 2, (c + 1) * scale - 2), GREEN, 1)
     covered = int(np.count_nonzero(counts))
-    legend = [(f"{covered} of {counts.size} pixels reached ({covered / counts.size:.0%})", None)]
+    legend = [(f"{covered} of {counts.size} positions reached ({covered / counts.size:.0%})", None)]
     return add_title_and_legend(img, title, legend, width=max(img.shape[1], 220))

@@ -124,13 +124,17 @@ def gridding_stacks(label: str, backbone) -> Dict[str, np.ndarray]:
     return {title: parallel_path_counts(stack, branches)}
 
 
+def theoretical_text(row: FeatureRF) -> str:
+    """The theoretical RF for a reader: pixels, or "whole image" when image pooling makes it unbounded."""
+    return "whole image (image pooling)" if row.theoretical >= UNCLIPPED_SIZE else f"{row.theoretical}"
+
+
 def format_table(label: str, rows: Sequence[FeatureRF], image_size: int) -> str:
     lines = [f"{label} (input {image_size}x{image_size})",
              "| feature | stride | theoretical RF (px) | effective RF, 90% mass (px) | ERF / TRF |",
              "|:--|--:|--:|--:|--:|"]
     for r in rows:
-        trf = "whole image (image pooling)" if r.theoretical >= UNCLIPPED_SIZE else f"{r.theoretical}"
-        trf += " (regular grid; DCN: unbounded)" if r.deformable else ""
+        trf = theoretical_text(r) + (" (regular grid; DCN: unbounded)" if r.deformable else "")
         erf = "n/a" if r.erf90 is None else str(r.erf90)
         ratio = "n/a" if r.erf90 is None or r.theoretical >= UNCLIPPED_SIZE else f"{r.erf90 / r.theoretical:.2f}"
         stride = f"{r.stride:g}"
