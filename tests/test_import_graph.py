@@ -13,13 +13,15 @@ import det_dcn
 ROOT = os.path.dirname(det_dcn.__file__)
 
 # Floors, bottom up. A package may import only packages of lower floors; those of floor 0 import no other det_dcn
-# package (det_dcn.layers: only torch / torchvision, usable as a standalone plugin).
+# package (det_dcn.layers: only torch / torchvision, usable as a standalone plugin). modeling sits above data as in
+# detectron2 (it may share data's transforms, e.g. the resize rule); tools-only packages are on the top floor.
 FLOORS = [
     {"utils", "layers", "config"},
-    {"modeling", "data", "solver", "checkpoint", "testing"},
+    {"data", "solver", "checkpoint", "testing"},
+    {"modeling"},
     {"evaluation"},
-    {"engine", "deploy"},
-    {"vis"},
+    {"engine"},
+    {"vis", "deploy"},
     {"analysis"},  # receptive fields and gridding: reads models (modeling) and draws (vis)
 ]
 FLOOR = {pkg: i for i, pkgs in enumerate(FLOORS) for pkg in pkgs}

@@ -88,47 +88,38 @@ def make_inputs(size: int, batch: int, seed: int = 0) -> List[dict]:
 
 
 # ------------------------------------------------------------------------------------------------------ timing
+def _steps(model, eval_args: tuple, train_args: tuple):
+    """(inference fn, training-iteration fn): ``model(*eval_args)`` in eval mode under no_grad; ``model(*train_args)``
+    in train mode -> dict of losses, backward of their sum, an SGD step."""
+    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-5, momentum=0.9)
+
+    def infer():
+        model.eval()
+        with torch.no_grad():
+            model(*eval_args)
+
+    def train():
+        model.train()
+        losses = model(*train_args)
+        opt.zero_grad(set_to_none=True)
+        sum(losses.values()).backward()
+        opt.step()
+
+    return infer, train
+
+
 def det_dcn_steps(model, inputs: List[dict], device: str):
     """(inference fn, training-iteration fn) for a det_dcn model."""
     eval_inputs = [{"image": x["image"].to(device)} for x in inputs]
     train_inputs = [{k: v.to(device) for k, v in x.items()} for x in inputs]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
-
-    def infer():
-        model.eval()
-        with torch.no_grad():
-            model(eval_inputs)
-
-    def train():
-        model.train()
-        losses = model(train_inputs)
-        opt.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        opt.step()
-
-    return infer, train
+    return _steps(model, (eval_inputs,), (train_inputs,))
 
 
 def torchvision_steps(model, inputs: List[dict], device: str):
+    """The same for torchvision's detector: float images in [0, 1], labels shifted by one (0 is background)."""
     images = [(x["image"].float() / 255).to(device) for x in inputs]
     targets = [{"boxes": x["boxes"].to(device), "labels": (x["classes"] + 1).to(device)} for x in inputs]
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.SGD(params, lr=1e-5, momentum=0.9)
-
-    def infer():
-        model.eval()
-        with torch.no_grad():
-            model(images)
-
-    def train():
-        model.train()
-        losses = model(images, targets)
-        opt.zero_grad(set_to_none=True)
-        sum(losses.values()).backward()
-        opt.step()
-
-    return infer, train
+    return _steps(model, (images,), (images, targets))
 
 
 # ------------------------------------------------------------------------------------------------------ models

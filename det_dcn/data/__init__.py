@@ -1,7 +1,8 @@
 """Datasets, per-image mapping, samplers and loaders.
 
 Public API: DatasetCatalog, MetadataCatalog, register_coco_instances, register_coco_from_cfg (DATASETS.CUSTOM_COCO),
-load_coco_json, build_detection_train_loader, build_detection_test_loader, DatasetMapper, TrainingSampler, InferenceSampler.
+load_coco_json, build_detection_train_loader, build_detection_test_loader, DatasetMapper, TrainingSampler,
+InferenceSampler, read_image.
 Importing this package registers the built-in datasets (coco_2017_*, shapes_*). The dataset dict format is in
 det_dcn/data/coco.py's docstring; what the mapper makes of it in det_dcn/data/mapper.py's.
 """

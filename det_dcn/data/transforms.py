@@ -46,36 +46,36 @@ class ResizeTransform(Transform):
         return boxes * scale
 
 
-class HFlipTransform(Transform):
-    """Mirror left-right. A box [x1, x2] becomes [W - x2, W - x1] (pixel edges, not centres)."""
+class _FlipTransform(Transform):
+    """Mirror along one image axis of length ``size``: box coordinates [a1, a2] on it become [size - a2, size - a1]
+    (pixel edges, not centres)."""
 
-    def __init__(self, width: int):
-        self.width = width
+    axis = 1  # numpy axis of an HxWxC image; box columns (axis 1: x1, x2 = 0, 2; axis 0: y1, y2 = 1, 3)
+
+    def __init__(self, size: int):
+        self.size = size
 
     def apply_image(self, img):
-        return np.ascontiguousarray(img[:, ::-1])
+        return np.ascontiguousarray(np.flip(img, self.axis))
 
     def apply_boxes(self, boxes):
+        lo, hi = (0, 2) if self.axis == 1 else (1, 3)
         out = boxes.copy()
-        out[:, 0] = self.width - boxes[:, 2]
-        out[:, 2] = self.width - boxes[:, 0]
+        out[:, lo] = self.size - boxes[:, hi]
+        out[:, hi] = self.size - boxes[:, lo]
         return out
 
 
-class VFlipTransform(Transform):
-    """Mirror top-bottom. A box [y1, y2] becomes [H - y2, H - y1]."""
+class HFlipTransform(_FlipTransform):
+    """Mirror left-right: a box [x1, x2] becomes [W - x2, W - x1]."""
 
-    def __init__(self, height: int):
-        self.height = height
+    axis = 1
 
-    def apply_image(self, img):
-        return np.ascontiguousarray(img[::-1])
 
-    def apply_boxes(self, boxes):
-        out = boxes.copy()
-        out[:, 1] = self.height - boxes[:, 3]
-        out[:, 3] = self.height - boxes[:, 1]
-        return out
+class VFlipTransform(_FlipTransform):
+    """Mirror top-bottom: a box [y1, y2] becomes [H - y2, H - y1]."""
+
+    axis = 0
 
 
 class TransformList(Transform):

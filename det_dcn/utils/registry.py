@@ -44,6 +44,13 @@ class Registry:
             )
         return self._obj_map[name]
 
+    def get_configured(self, key: str, name: str) -> Any:
+        """The object registered as ``name``, which the config key ``key`` selects; ValueError naming the key, the
+        value and the registered names when there is none."""
+        if name not in self._obj_map:
+            raise ValueError(f"{key}={name!r} is not registered; registered: {sorted(self._obj_map)}")
+        return self._obj_map[name]
+
     def __contains__(self, name: str) -> bool:
         return name in self._obj_map
 

@@ -17,7 +17,8 @@ def _parser():
 
 
 def test_is_override_key():
-    assert is_override_key("MODEL.WEIGHTS") and is_override_key("SOLVER.NO_SUCH") and is_override_key("DATASETS.TRAIN") and is_override_key("SEED")
+    for token in ("MODEL.WEIGHTS", "SOLVER.NO_SUCH", "DATASETS.TRAIN", "SEED"):
+        assert is_override_key(token), token
     for token in ("model.weights", "a.png", "IMG_01.JPG", "DSC.JPG", "README", "--input", "MODEL.", "", "MODEL..X"):
         assert not is_override_key(token), token
 

@@ -67,7 +67,7 @@ def test_register_from_cfg_and_errors(tmp_path):
     for bad in (["x", json_file], ["x", json_file, ""]):
         cfg = get_cfg()
         cfg.merge_from_list(["DATASETS.CUSTOM_COCO", [bad]])
-        with pytest.raises(ValueError, match=r"DATASETS.CUSTOM_COCO: each entry must be \[name, json_file, image_root\]"):
+        with pytest.raises(ValueError, match=r"CUSTOM_COCO: each entry must be \[name, json_file, image_root\]"):
             register_coco_from_cfg(cfg)
     assert "x" not in DatasetCatalog
 

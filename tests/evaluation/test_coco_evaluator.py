@@ -140,10 +140,10 @@ def test_two_ranks_merged_without_loss_or_duplication(gt, monkeypatch, tmp_path,
     rank1 = COCOEvaluator(name)
     for inp, out in pairs[3:]:
         rank1.process(inp, out)
-    rank1._predictions[10] = list(rank1._predictions[13])  # a (wrong) duplicate of an image rank 0 has: dropped
+    rank1._predictions[10] = rank1._predictions[13]  # a (wrong) duplicate of an image rank 0 has: dropped
     monkeypatch.setattr(comm, "get_world_size", lambda: 2)
     monkeypatch.setattr(comm, "is_main_process", lambda: True)
-    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1._predictions])
+    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1._packed()])
     with caplog.at_level(logging.WARNING):
         merged = _run(COCOEvaluator(name, str(tmp_path)), pairs[:3])
     assert merged == single

@@ -9,18 +9,15 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("det_dcn.engine")
-from tiny_model import REPO, write_test_images, write_tiny_model  # noqa: E402
-from load_tool import load_tool  # noqa: E402
+from load_tool import load_tool
+from tiny_model import REPO, tiny_setup
 
 DEMO = os.path.join(REPO, "tools", "demo.py")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("demo")
-    cfg = write_tiny_model(str(root / "model"))
-    images = write_test_images(str(root / "images"))
+    root, cfg, images = tiny_setup(tmp_path_factory, "demo")
     video = str(root / "clip.avi")
     writer = cv2.VideoWriter(video, cv2.VideoWriter_fourcc(*"MJPG"), 5.0, (80, 64))
     frame = cv2.imread(images[0])

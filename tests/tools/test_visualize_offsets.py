@@ -8,18 +8,16 @@ import cv2
 import numpy as np
 import pytest
 
-pytest.importorskip("det_dcn.engine")
-from tiny_model import REPO, write_test_images, write_tiny_model  # noqa: E402
-from load_tool import load_tool  # noqa: E402
+from load_tool import load_tool
+from tiny_model import REPO, tiny_setup, write_tiny_model
 
 TOOL = os.path.join(REPO, "tools", "visualize_offsets.py")
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("offsets")
-    images = write_test_images(str(root / "images"))
-    return root, images, write_tiny_model(str(root / "v1"))
+    root, cfg, images = tiny_setup(tmp_path_factory, "offsets")
+    return root, images, cfg
 
 
 def _color_pixels(img: np.ndarray, bgr, tol: int = 30) -> int:

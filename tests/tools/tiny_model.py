@@ -94,3 +94,9 @@ def write_test_images(folder: str):
     with open(paths[2], "wb") as f:
         f.write(b"\xff\xd8\xff\xe0 this is not a complete JPEG file")
     return paths
+
+
+def tiny_setup(tmp_path_factory, name: str):
+    """(root folder, tiny model config, test images) in a fresh temporary folder ``name``."""
+    root = tmp_path_factory.mktemp(name)
+    return root, write_tiny_model(str(root / "model")), write_test_images(str(root / "images"))

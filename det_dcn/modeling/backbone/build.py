@@ -18,12 +18,7 @@ def build_backbone(cfg, input_shape: Optional[ShapeSpec] = None) -> Backbone:
     if input_shape is None:
         input_shape = ShapeSpec(channels=len(cfg.MODEL.PIXEL_MEAN))
     name = cfg.MODEL.BACKBONE.NAME
-    if name not in BACKBONE_REGISTRY:
-        raise ValueError(
-            f"MODEL.BACKBONE.NAME='{name}' is not a registered backbone builder; "
-            f"registered: {sorted(n for n, _ in BACKBONE_REGISTRY)}"
-        )
-    backbone = BACKBONE_REGISTRY.get(name)(cfg, input_shape)
+    backbone = BACKBONE_REGISTRY.get_configured("MODEL.BACKBONE.NAME", name)(cfg, input_shape)
     if not isinstance(backbone, Backbone):
         raise ValueError(
             f"MODEL.BACKBONE.NAME='{name}' returned a {type(backbone).__name__}, expected a Backbone subclass"

@@ -28,12 +28,7 @@ def resolve_device(device: str) -> torch.device:
 def build_model(cfg) -> nn.Module:
     """Build cfg.MODEL.META_ARCHITECTURE (weights are not loaded: see det_dcn.checkpoint) on cfg.MODEL.DEVICE."""
     name = cfg.MODEL.META_ARCHITECTURE
-    if name not in META_ARCH_REGISTRY:
-        raise ValueError(
-            f"MODEL.META_ARCHITECTURE='{name}' is not registered; registered: "
-            f"{sorted(n for n, _ in META_ARCH_REGISTRY)}"
-        )
+    obj = META_ARCH_REGISTRY.get_configured("MODEL.META_ARCHITECTURE", name)
     device = resolve_device(cfg.MODEL.DEVICE)
-    obj = META_ARCH_REGISTRY.get(name)
     model = obj.from_config(cfg) if hasattr(obj, "from_config") else obj(cfg)
     return model.to(device)

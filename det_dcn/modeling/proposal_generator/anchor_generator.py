@@ -131,12 +131,7 @@ class DefaultAnchorGenerator(nn.Module):
 def build_anchor_generator(cfg, input_shape) -> nn.Module:
     """Build cfg.MODEL.ANCHOR_GENERATOR.NAME for the given per-level ShapeSpecs (a list)."""
     name = cfg.MODEL.ANCHOR_GENERATOR.NAME
-    if name not in ANCHOR_GENERATOR_REGISTRY:
-        raise ValueError(
-            f"MODEL.ANCHOR_GENERATOR.NAME='{name}' is not registered; registered: "
-            f"{sorted(n for n, _ in ANCHOR_GENERATOR_REGISTRY)}"
-        )
-    obj = ANCHOR_GENERATOR_REGISTRY.get(name)
+    obj = ANCHOR_GENERATOR_REGISTRY.get_configured("MODEL.ANCHOR_GENERATOR.NAME", name)
     if isinstance(obj, type) and issubclass(obj, DefaultAnchorGenerator):
         ag = cfg.MODEL.ANCHOR_GENERATOR
         if ag.CELL_ANCHOR_ORDER not in ("size_major", "ratio_major"):

@@ -12,12 +12,7 @@ PROPOSAL_GENERATOR_REGISTRY.__doc__ = (
 
 def build_proposal_generator(cfg, input_shape):
     name = cfg.MODEL.PROPOSAL_GENERATOR.NAME
-    if name not in PROPOSAL_GENERATOR_REGISTRY:
-        raise ValueError(
-            f"MODEL.PROPOSAL_GENERATOR.NAME='{name}' is not registered; registered: "
-            f"{sorted(n for n, _ in PROPOSAL_GENERATOR_REGISTRY)}"
-        )
-    obj = PROPOSAL_GENERATOR_REGISTRY.get(name)
+    obj = PROPOSAL_GENERATOR_REGISTRY.get_configured("MODEL.PROPOSAL_GENERATOR.NAME", name)
     if hasattr(obj, "from_config"):
         return obj.from_config(cfg, input_shape)
     return obj(cfg, input_shape)

@@ -69,11 +69,7 @@ class StandardRPNHead(nn.Module):
 
 def build_rpn_head(cfg, input_shape, num_anchors: int) -> nn.Module:
     name = cfg.MODEL.RPN.HEAD_NAME
-    if name not in RPN_HEAD_REGISTRY:
-        raise ValueError(
-            f"MODEL.RPN.HEAD_NAME='{name}' is not registered; registered: {sorted(n for n, _ in RPN_HEAD_REGISTRY)}"
-        )
-    obj = RPN_HEAD_REGISTRY.get(name)
+    obj = RPN_HEAD_REGISTRY.get_configured("MODEL.RPN.HEAD_NAME", name)
     if hasattr(obj, "from_config"):
         return obj.from_config(cfg, input_shape, num_anchors)
     return obj(cfg, input_shape, num_anchors)

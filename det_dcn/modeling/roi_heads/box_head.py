@@ -74,12 +74,7 @@ class FastRCNNConvFCHead(nn.Module):
 
 def build_box_head(cfg, input_shape: Tuple[int, int, int]) -> nn.Module:
     name = cfg.MODEL.ROI_BOX_HEAD.NAME
-    if name not in ROI_BOX_HEAD_REGISTRY:
-        raise ValueError(
-            f"MODEL.ROI_BOX_HEAD.NAME='{name}' is not registered; registered: "
-            f"{sorted(n for n, _ in ROI_BOX_HEAD_REGISTRY)}"
-        )
-    obj = ROI_BOX_HEAD_REGISTRY.get(name)
+    obj = ROI_BOX_HEAD_REGISTRY.get_configured("MODEL.ROI_BOX_HEAD.NAME", name)
     if hasattr(obj, "from_config"):
         return obj.from_config(cfg, input_shape)
     return obj(cfg, input_shape)

@@ -175,18 +175,13 @@ class ROIPooler(nn.Module):
 
 def build_roi_pooler(cfg, input_shapes, output_size: int, pooler_type: str, sampling_ratio: int) -> ROIPooler:
     """A ROIPooler over the given per-level ShapeSpecs (list, feature order)."""
-    if pooler_type not in POOLER_REGISTRY:
-        raise ValueError(
-            f"MODEL.ROI_BOX_HEAD.POOLER_TYPE='{pooler_type}' is not registered; registered: "
-            f"{sorted(n for n, _ in POOLER_REGISTRY)}"
-        )
+    builder = POOLER_REGISTRY.get_configured("MODEL.ROI_BOX_HEAD.POOLER_TYPE", pooler_type)
     channels = [s.channels for s in input_shapes]
     if len(set(channels)) != 1:
         raise ValueError(
             f"The box pooler's levels (MODEL.ROI_HEADS.IN_FEATURES) must have the same channel count, since one box "
             f"head (and, for {pooler_type}, an offset branch sized to the channels) follows them; got {channels}"
         )
-    builder = POOLER_REGISTRY.get(pooler_type)
     scales = [1.0 / s.stride for s in input_shapes]
     poolers = [builder(cfg, output_size, scale, sampling_ratio, channels[0]) for scale in scales]
     head = cfg.MODEL.ROI_BOX_HEAD

@@ -154,11 +154,7 @@ class StandardROIHeads(nn.Module):
 
 def build_roi_heads(cfg, input_shape: Dict) -> nn.Module:
     name = cfg.MODEL.ROI_HEADS.NAME
-    if name not in ROI_HEADS_REGISTRY:
-        raise ValueError(
-            f"MODEL.ROI_HEADS.NAME='{name}' is not registered; registered: {sorted(n for n, _ in ROI_HEADS_REGISTRY)}"
-        )
-    obj = ROI_HEADS_REGISTRY.get(name)
+    obj = ROI_HEADS_REGISTRY.get_configured("MODEL.ROI_HEADS.NAME", name)
     if hasattr(obj, "from_config"):
         return obj.from_config(cfg, input_shape)
     return obj(cfg, input_shape)
