@@ -21,7 +21,8 @@ FLOORS = [
     {"modeling"},
     {"evaluation"},
     {"engine"},
-    {"vis", "deploy", "analysis"},
+    {"vis", "deploy"},
+    {"analysis"},  # receptive fields and gridding: reads models (modeling) and draws (vis)
 ]
 FLOOR = {pkg: i for i, pkgs in enumerate(FLOORS) for pkg in pkgs}
 

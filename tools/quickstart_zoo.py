@@ -1,45 +1,40 @@
 #!/usr/bin/env python
-"""The quickstart zoo: train and evaluate the plain quickstart and its deformable / dilated variants, one after
-another on this machine, and tabulate box AP, training time, inference time and parameters (mmdetection's DCN table,
-measured here).
+"""The quickstart zoo: train and evaluate the plain quickstart and its deformable / dilated variants over several
+seeds, and tabulate the mean and standard deviation of box AP with training time, inference time and parameters.
 
-    python tools/quickstart_zoo.py                                  # all 7 variants, full schedule (long: ~7x one run)
-    python tools/quickstart_zoo.py --variants plain dconv dpool     # a subset, in this order
-    python tools/quickstart_zoo.py --max-iter 100                   # a quick look (schedule scaled to 100 iterations)
-    python tools/quickstart_zoo.py --variants dc5 SOLVER.IMS_PER_BATCH 4   # KEY VALUE overrides go to every variant
-    python tools/quickstart_zoo.py --dry-run                        # print the commands only
+    python tools/quickstart_zoo.py --seeds 3                     # every variant, seeds 1-3 (resumes; see below)
+    python tools/quickstart_zoo.py --seeds 3 --jobs 2            # two trainings at a time
+    python tools/quickstart_zoo.py --variants plain dconv ft_mdconv --seeds 3
+    python tools/quickstart_zoo.py --max-iter 100 --results /tmp/look.json   # a quick look (scaled schedule)
+    python tools/quickstart_zoo.py --table-only                  # print the table of what the results file holds
+    python tools/quickstart_zoo.py --dry-run                     # print the commands only
 
-Each variant is ``python tools/train.py --config-file configs/quickstart/faster_rcnn_shapes[_<variant>].yaml
-OUTPUT_DIR ... [overrides]`` run as a subprocess in the current directory (relative paths, e.g. ./datasets, mean
-what they mean for tools/train.py run from here), strictly ONE AT A TIME: concurrent runs would compete for the cores
-and distort every timing. A variant may also be given as a path to a config file (its name is then the file name
-without ".yaml").
+Each run is ``python tools/train.py --config-file configs/quickstart/faster_rcnn_shapes[_<variant>].yaml
+SEED <s> OUTPUT_DIR <work dir>/<variant>/seed<s> [overrides]`` in a subprocess. The seeds are 1..N (never the
+config's own SEED, on which the recipe was chosen). Fine-tune variants (``ft_*``) start from the plain variant's
+final weights of the same seed (that run comes first) and train the same schedule again with the deformable parts
+added (zero-initialised, so the model starts as the plain one).
 
-Where the numbers come from (nothing is re-measured here):
-  - box AP / AP50 / AP75: the last "bbox/AP*" record that this run appended to OUTPUT_DIR/metrics.json;
-  - training time and s/iter: the trainer's log line "Training time: H:MM:SS for N iterations (X s / it)"
-    (total = X * N; this is the training loop only, without dataset loading and evaluation);
-  - inference ms/img: the evaluation's log line "Total inference time: ... ; model time X s/iter over N timed
-    iterations" (the test loader has batch size 1, so s/iter is s/img; model forward only, warm-up excluded);
-  - params: the model built from OUTPUT_DIR/config.yaml (the run's resolved config), all parameters;
-  - wall: the subprocess's wall-clock time (startup, data, training, evaluation).
-Runs are reproducible: SEED comes from the config (the quickstart fixes it); a variant with SEED < 0 is refused.
+Resumable: every finished run is stored at once (atomically) in the results file (default
+docs/quickstart_zoo_results.json, committed), keyed by variant and seed, with a fingerprint of its resolved config;
+a rerun trains only the runs that are missing, failed, or whose config changed. A finished run already in its
+output folder (same config, a bbox/AP record) is recorded without training again.
 
-Output: a Markdown table (printed, and written atomically to --output, default output/quickstart_zoo/README_table.md)
-and the same numbers as JSON next to it (--json, default: --output with ".json"). Both are rewritten after every
-variant, so an interrupted zoo leaves the finished rows. Each run's full console output is saved as
-<work dir>/logs/<variant>.log. A failed variant is reported with its log path and the zoo goes on; the exit status
-is 1 if any variant failed.
+Numbers come from each run's OUTPUT_DIR/metrics.json: box AP* from the last ``bbox/*`` record, and the timing keys
+the trainer and evaluator write there (``total_train_time_s``, ``train_s_per_iter``, ``inference_ms_per_image``;
+absent in metrics.json from before they existed: the table says n/a). Timings measured with --jobs > 1 or on a busy
+machine are not comparable to one-at-a-time runs on an idle one; the results file records the jobs count.
 """
 
 import argparse
+import concurrent.futures
 import datetime
+import hashlib
 import json
 import math
 import os
-import platform
-import re
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -53,146 +48,140 @@ CONFIG_DIR = os.path.join(REPO, "configs", "quickstart")
 # name -> (config file in configs/quickstart, what it changes with respect to the plain quickstart)
 VARIANTS: Dict[str, tuple] = {
     "plain": ("faster_rcnn_shapes.yaml", "baseline: narrow R-18-FPN, RoIAlign"),
+    "gn": ("faster_rcnn_shapes_gn.yaml", "GroupNorm in backbone and FPN instead of BatchNorm (recipe candidate)"),
     "dconv": ("faster_rcnn_shapes_dconv.yaml", "DCNv1 3x3 in res3-res5"),
     "mdconv": ("faster_rcnn_shapes_mdconv.yaml", "modulated DCNv2 3x3 in res3-res5"),
     "dpool": ("faster_rcnn_shapes_dpool.yaml", "deformable RoI pooling (DCNv1)"),
     "mdpool": ("faster_rcnn_shapes_mdpool.yaml", "modulated deformable RoI pooling (DCNv2)"),
-    "dc5": ("faster_rcnn_shapes_dc5.yaml", "dilated res5 (stride 16), single level, no FPN"),
     "mdconv_mdpool": ("faster_rcnn_shapes_mdconv_mdpool.yaml", "DCNv2 in res3-res5 + mdpool"),
+    "dc5": ("faster_rcnn_shapes_dc5.yaml", "dilated res5 (stride 16), single level, no FPN"),
+    "dc5_multigrid": ("faster_rcnn_shapes_dc5_multigrid.yaml", "dc5 + res5 multi-grid (1, 2): rates 2, 4"),
+    "dc5_aspp": ("faster_rcnn_shapes_dc5_aspp.yaml", "dc5 + ASPP (rates 3, 6, 9, image pooling) after res5"),
 }
-DEFAULT_OUTPUT = os.path.join("output", "quickstart_zoo", "README_table.md")
-TABLE_HEADER = ("variant", "what changes", "box AP", "AP50", "AP75", "train time", "s/iter", "inference ms/img",
-                "params")
+# Fine-tune variants: (config variant, what it adds); they start from the plain run of the same seed.
+FINETUNE: Dict[str, tuple] = {
+    "ft_plain": ("plain", "plain, trained again from its own final weights"),
+    "ft_dconv": ("dconv", "plain weights + DCNv1 in res3-res5, trained again"),
+    "ft_mdconv": ("mdconv", "plain weights + DCNv2 in res3-res5, trained again"),
+    "ft_dpool": ("dpool", "plain weights + dpool, trained again"),
+    "ft_mdpool": ("mdpool", "plain weights + mdpool, trained again"),
+}
+DEFAULT_RESULTS = os.path.join("docs", "quickstart_zoo_results.json")
+DEFAULT_WORK_DIR = os.path.join("output", "quickstart_zoo")
+TABLE_HEADER = ("variant", "what changes", "seeds", "box AP mean ± std", "AP range", "AP50", "AP75",
+                "train s/iter", "inference ms/img", "params")
+# Keys of metrics.json this tool reads (written by the trainer and the evaluator).
+TIMING_KEYS = ("total_train_time_s", "train_s_per_iter", "inference_ms_per_image")
+AP_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+BUSY_S = 600  # a metrics.json written this recently belongs to a run in progress (LOG_PERIOD records)
 
-_TRAIN_TIME_RE = re.compile(r"Training time: \S+ for (\d+) iterations \(([0-9.eE+-]+) s / it\)")
-_INFER_TIME_RE = re.compile(r"Total inference time: .*?\(([0-9.eE+-]+) s\); model time ([0-9.eE+-]+) s/iter "
-                            r"over (\d+) timed iterations")
-_INFER_START_RE = re.compile(r"Start inference on (\d+) batches")
-_ITER_RE = re.compile(r"(?:eta: (\S+)\s+)?iter: (\d+)\s")
 
-
-# ----------------------------------------------------------------------------------------------------- variants
+# ----------------------------------------------------------------------------------------------------- planning
 def resolve_variant(spec: str) -> dict:
-    """A variant name from VARIANTS, or a path to a config file -> {"name", "config", "description"}."""
+    """A name from VARIANTS or FINETUNE, or a path to a config file -> {"name", "config", "description", "base"}."""
     if spec in VARIANTS:
         file_name, description = VARIANTS[spec]
-        return {"name": spec, "config": os.path.join(CONFIG_DIR, file_name), "description": description}
+        return {"name": spec, "config": os.path.join(CONFIG_DIR, file_name), "description": description,
+                "finetune_from": None}
+    if spec in FINETUNE:
+        base, description = FINETUNE[spec]
+        return {**resolve_variant(base), "name": spec, "description": description, "finetune_from": "plain"}
     if spec.endswith((".yaml", ".yml")):
         if not os.path.isfile(spec):
             raise ValueError(f"--variants: config file '{spec}' does not exist")
         name = os.path.splitext(os.path.basename(spec))[0]
-        return {"name": name, "config": os.path.abspath(spec), "description": f"config {spec}"}
-    raise ValueError(f"--variants: unknown variant '{spec}'; expected one of {list(VARIANTS)} or a path to a "
-                     f".yaml config file")
+        return {"name": name, "config": os.path.abspath(spec), "description": f"config {spec}", "finetune_from": None}
+    raise ValueError(f"--variants: unknown variant '{spec}'; expected one of {list(VARIANTS) + list(FINETUNE)} or "
+                     f"a path to a .yaml config file")
 
 
 def check_overrides(opts: Sequence[str]) -> List[str]:
-    """KEY VALUE pairs for every variant; OUTPUT_DIR is per variant (use --work-dir), SOLVER.MAX_ITER has --max-iter
-    (which also scales the schedule) but is accepted."""
+    """KEY VALUE pairs for every run; OUTPUT_DIR, SEED and MODEL.WEIGHTS are set per run by the zoo."""
     opts = list(opts)
     flags = [o for o in opts if o.startswith("--")]
     if flags:
         raise ValueError(f"Options {flags} come after the first KEY VALUE override, where they would be taken as "
-                         "config keys; put the options (--variants, --max-iter, ...) before the overrides")
+                         "config keys; put the options (--variants, --seeds, ...) before the overrides")
     if len(opts) % 2:
         raise ValueError(f"Config overrides must be KEY VALUE pairs; got an odd number ({len(opts)}): {opts}")
-    keys = opts[0::2]
-    if "OUTPUT_DIR" in keys:
-        raise ValueError("OUTPUT_DIR cannot be overridden for all variants at once (they would overwrite each "
-                         "other); use --work-dir DIR to put every variant in DIR/<variant>")
+    fixed = [k for k in opts[0::2] if k in ("OUTPUT_DIR", "SEED", "MODEL.WEIGHTS")]
+    if fixed:
+        raise ValueError(f"{fixed} cannot be overridden for the whole zoo: the zoo sets them per run (--work-dir, "
+                         "--seeds; fine-tune variants take the plain run's weights)")
     return opts
 
 
-def scaled_schedule(cfg, max_iter: int, user_keys: Sequence[str]) -> List[str]:
-    """Overrides that shorten (or lengthen) the config's schedule to ``max_iter`` iterations: MAX_ITER, and STEPS and
-    WARMUP_ITERS scaled by the same factor (unless the user overrides them), so that a quick look still warms up and
-    decays the learning rate as the full run does. STEPS stay strictly increasing, >= 1 and < ``max_iter``."""
-    if max_iter <= 0:
-        raise ValueError(f"--max-iter must be > 0, got {max_iter}")
-    full = int(cfg.SOLVER.MAX_ITER)
-    factor = max_iter / full if full > 0 else 1.0
-    opts = ["SOLVER.MAX_ITER", str(max_iter)]
-    if "SOLVER.STEPS" not in user_keys:
-        steps: List[int] = []
-        for s in cfg.SOLVER.STEPS:
-            s = max(1, int(round(s * factor)))
-            if s < max_iter and (not steps or s > steps[-1]):  # a step at or after the end never applies
-                steps.append(s)
-        opts += ["SOLVER.STEPS", "(" + "".join(f"{s}," for s in steps) + ")"]
-    if "SOLVER.WARMUP_ITERS" not in user_keys:
-        opts += ["SOLVER.WARMUP_ITERS", str(int(round(cfg.SOLVER.WARMUP_ITERS * factor)))]
-    return opts
+def config_fingerprint(cfg) -> str:
+    """sha256 (16 hex digits) of the resolved config without OUTPUT_DIR: equal fingerprints, same training."""
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.OUTPUT_DIR = ""
+    return hashlib.sha256(cfg.dump(sort_keys=True).encode("utf-8")).hexdigest()[:16]
 
 
-def plan_variant(variant: dict, overrides: List[str], max_iter: Optional[int], work_dir: Optional[str]) -> dict:
-    """Merge the variant's config with the overrides here, before any training, so that a typo in a key or a bad
-    value fails in seconds (naming the file and key) rather than after other variants ran. Adds "opts" (everything
-    passed to tools/train.py after the config file), "output_dir" and "seed" to ``variant``."""
-    from det_dcn.config import get_cfg
+def plan_run(variant: dict, seed: int, overrides: List[str], max_iter: Optional[int], work_dir: str) -> dict:
+    """Merge the run's config here, before any training, so a bad key fails in seconds (naming file and key)."""
+    from det_dcn.config import get_cfg, scale_schedule
 
+    output_dir = os.path.abspath(os.path.join(work_dir, variant["name"], f"seed{seed}"))
+    opts = list(overrides) + ["SEED", str(seed)]
+    if variant["finetune_from"]:
+        plain_dir = os.path.abspath(os.path.join(work_dir, variant["finetune_from"], f"seed{seed}"))
+        opts += ["MODEL.WEIGHTS", os.path.join(plain_dir, "model_final.pth")]
     cfg = get_cfg()
     try:
         cfg.merge_from_file(variant["config"])
-        cfg.merge_from_list(list(overrides))
+        cfg.merge_from_list(list(opts))
+        if max_iter is not None:
+            scaled = scale_schedule(cfg, max_iter, overrides[0::2])
+            cfg.merge_from_list(scaled)
+            opts += scaled
     except Exception as e:
         raise ValueError(f"Variant '{variant['name']}' ({variant['config']}): {e}") from e
-    opts = list(overrides)
-    if max_iter is not None:
-        opts += scaled_schedule(cfg, max_iter, overrides[0::2])
-    output_dir = os.path.abspath(os.path.join(work_dir, variant["name"]) if work_dir else cfg.OUTPUT_DIR)
     opts += ["OUTPUT_DIR", output_dir]
-    if int(cfg.SEED) < 0:
-        raise ValueError(f"Variant '{variant['name']}': SEED is {cfg.SEED} in {variant['config']} (with overrides); "
-                         "the zoo needs a fixed SEED >= 0 so that its numbers can be reproduced")
-    return {**variant, "opts": opts, "output_dir": output_dir, "seed": int(cfg.SEED),
-            "test_datasets": list(cfg.DATASETS.TEST),
-            "max_iter": int(max_iter if max_iter is not None else cfg.SOLVER.MAX_ITER)}
+    cfg.OUTPUT_DIR = output_dir
+    return {**variant, "seed": seed, "opts": opts, "output_dir": output_dir, "key": f"{variant['name']}/seed{seed}",
+            "fingerprint": config_fingerprint(cfg), "max_iter": int(cfg.SOLVER.MAX_ITER)}
 
 
 # --------------------------------------------------------------------------------------------- reading results
-def parse_console_log(text: str) -> dict:
-    """Training and inference timings from a tools/train.py console log (the last occurrence of each line)."""
-    out: dict = {"iterations": None, "s_per_iter": None, "train_time_s": None, "inference_ms_per_img": None,
-                 "inference_total_s": None, "num_test_images": None}
-    train = _TRAIN_TIME_RE.findall(text)
-    if train:
-        iters, s_per_it = int(train[-1][0]), float(train[-1][1])
-        out.update(iterations=iters, s_per_iter=s_per_it, train_time_s=iters * s_per_it)
-    infer = _INFER_TIME_RE.findall(text)
-    if infer:
-        total_s, model_s, timed = float(infer[-1][0]), float(infer[-1][1]), int(infer[-1][2])
-        out.update(inference_total_s=total_s, inference_ms_per_img=model_s * 1000.0 if timed > 0 else None)
-    start = _INFER_START_RE.findall(text)
-    if start:
-        out["num_test_images"] = int(start[-1])
-    return out
-
-
-def read_new_ap(metrics_path: str, offset: int) -> Optional[dict]:
-    """The last record with "bbox/AP" among the lines appended to metrics.json after byte ``offset`` (the file is
-    appended to by every run in the same OUTPUT_DIR, so older runs' records are skipped)."""
+def read_run_metrics(metrics_path: str) -> Optional[dict]:
+    """From a run's metrics.json: the last ``bbox/*`` record's AP values and the last value of each TIMING_KEYS
+    key (None where absent); None when there is no bbox/AP record. Torn lines (a killed run) are skipped."""
     if not os.path.isfile(metrics_path):
         return None
-    with open(metrics_path, "rb") as f:
-        f.seek(offset)
-        lines = f.read().decode("utf-8", errors="replace").splitlines()
-    found = None
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a torn last line of a killed run
-        if "bbox/AP" in record:
-            found = record
-    if found is None:
+    ap, timings = None, {k: None for k in TIMING_KEYS}
+    with open(metrics_path, "r", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if not isinstance(record, dict):
+                continue
+            if "bbox/AP" in record:
+                ap = {k: _finite(record.get(f"bbox/{k}")) for k in AP_KEYS}
+            for k in TIMING_KEYS:
+                if k in record:
+                    timings[k] = _finite(record[k])
+    if ap is None:
         return None
-    return {k: _finite(found.get(f"bbox/{k}")) for k in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
+    return {**ap, **timings}
 
 
-def count_parameters(config_yaml: str) -> Optional[int]:
+def finished_fingerprint(output_dir: str) -> Optional[str]:
+    """The fingerprint of the config.yaml a run in ``output_dir`` resolved to (None without one)."""
+    from det_dcn.config import get_cfg
+
+    path = os.path.join(output_dir, "config.yaml")
+    if not os.path.isfile(path):
+        return None
+    cfg = get_cfg()
+    cfg.merge_from_file(path)
+    return config_fingerprint(cfg)
+
+
+def count_parameters(config_yaml: str) -> int:
     """All parameters of the model that ``config_yaml`` (a run's resolved config.yaml) builds, on the CPU."""
     import torch
 
@@ -202,9 +191,9 @@ def count_parameters(config_yaml: str) -> Optional[int]:
     cfg = get_cfg()
     cfg.merge_from_file(config_yaml)
     cfg.MODEL.DEVICE = "cpu"
+    cfg.MODEL.WEIGHTS = ""
     with torch.no_grad():
-        model = build_model(cfg)
-    return int(sum(p.numel() for p in model.parameters()))
+        return int(sum(p.numel() for p in build_model(cfg).parameters()))
 
 
 def _finite(value) -> Optional[float]:
@@ -222,242 +211,252 @@ def _child_env() -> dict:
     return env
 
 
-def _fmt_duration(seconds: Optional[float]) -> str:
-    """H:MM:SS, or "12.3 s" under a minute (a quick look's training time would otherwise read 0:00:01)."""
-    if seconds is None:
-        return "n/a"
-    if seconds < 60:
-        return f"{max(seconds, 0.0):.1f} s"
-    return str(datetime.timedelta(seconds=int(round(seconds))))
+def collect_row(plan: dict) -> dict:
+    """The stored result of a finished run in plan["output_dir"] (status "failed" with an error if unusable)."""
+    row = {k: plan[k] for k in ("name", "description", "seed", "fingerprint", "max_iter")}
+    row.update(config=os.path.relpath(plan["config"], REPO), status="failed", error=None,
+               finished=datetime.datetime.now().isoformat(timespec="seconds"))
+    metrics = read_run_metrics(os.path.join(plan["output_dir"], "metrics.json"))
+    if metrics is None:
+        row["error"] = f"no bbox/AP record in {plan['output_dir']}/metrics.json"
+        return row
+    row.update(metrics, status="ok")
+    try:
+        row["params"] = count_parameters(os.path.join(plan["output_dir"], "config.yaml"))
+    except Exception as e:  # the run itself succeeded; a missing count must not turn it into a failure
+        row["params"], row["warning"] = None, f"could not count parameters: {e}"
+    return row
 
 
-def run_variant(plan: dict, log_path: str, timeout: Optional[float], progress_period: float, on_progress) -> dict:
-    """Run tools/train.py for one planned variant, saving its console output to ``log_path``; returns the row."""
+def run_plan(plan: dict, log_path: str, timeout: Optional[float]) -> dict:
+    """Train and evaluate one planned run (console output to ``log_path``); returns its row."""
     cmd = [sys.executable, TRAIN_PY, "--config-file", plan["config"], *plan["opts"]]
-    metrics_path = os.path.join(plan["output_dir"], "metrics.json")
-    offset = os.path.getsize(metrics_path) if os.path.isfile(metrics_path) else 0
     os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    row = {k: plan[k] for k in ("name", "description", "config", "output_dir", "seed", "max_iter", "test_datasets")}
-    row.update(log=os.path.abspath(log_path), command=cmd, status="failed", error=None)
-
+    metrics = os.path.join(plan["output_dir"], "metrics.json")
+    if os.path.isfile(metrics):  # an interrupted or stale run: its records must not be read as this one's
+        age = time.time() - os.path.getmtime(metrics)
+        if age < BUSY_S:
+            return {**collect_row(plan), "status": "failed", "wall_s": 0.0, "log": None,
+                    "error": f"{metrics} was written {age:.0f} s ago: another training seems to be running there "
+                             f"(let it finish, then rerun the zoo to record it)"}
+        os.replace(metrics, metrics + ".old")
     start = time.perf_counter()
-    killed = threading.Event()
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                env=_child_env(), bufsize=1, errors="replace")
-
-        def kill():
-            killed.set()
-            proc.kill()
-
-        timer = threading.Timer(timeout, kill) if timeout else None
-        if timer is not None:
-            timer.daemon = True
-            timer.start()
-        last_report = start
         try:
-            for line in proc.stdout:
-                log.write(line)
-                match = _ITER_RE.search(line)
-                now = time.perf_counter()
-                if match and now - last_report >= progress_period:
-                    last_report = now
-                    on_progress(int(match.group(2)), match.group(1), now - start)
-            returncode = proc.wait()
-        finally:
-            if timer is not None:
-                timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-    row["wall_s"] = time.perf_counter() - start
-
-    with open(log_path, "r", encoding="utf-8", errors="replace") as f:
-        row.update(parse_console_log(f.read()))
-    ap = read_new_ap(metrics_path, offset)
-    if killed.is_set():
-        row["error"] = f"killed after the --timeout of {timeout:g} s"
-    elif returncode != 0:
-        row["error"] = f"tools/train.py exited with status {returncode}"
-    elif ap is None:
-        row["error"] = f"no bbox/AP record was appended to {metrics_path} (is DATASETS.TEST empty?)"
-    if ap is not None:
-        row.update(ap)
-    if row["error"] is None:
-        row["status"] = "ok"
-        missing = [k for k in ("s_per_iter", "inference_ms_per_img") if row[k] is None]
-        if missing:
-            row["warning"] = (f"{missing} not found in {log_path}: the log lines this tool reads may have changed "
-                              "(see the tools/quickstart_zoo.py docstring)")
-        try:
-            row["params"] = count_parameters(os.path.join(plan["output_dir"], "config.yaml"))
-        except Exception as e:  # the run succeeded; a missing count should not turn it into a failure
-            row["params"] = None
-            row["warning"] = f"could not count parameters: {e}"
+            returncode = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=_child_env(),
+                                        timeout=timeout).returncode
+            error = None if returncode == 0 else f"tools/train.py exited with status {returncode}"
+        except subprocess.TimeoutExpired:
+            error = f"killed after the --timeout of {timeout:g} s"
+    row = collect_row(plan) if error is None else {**collect_row(plan), "status": "failed", "error": error}
+    row.update(wall_s=time.perf_counter() - start, log=os.path.relpath(log_path, REPO))
     return row
 
 
 # ------------------------------------------------------------------------------------------------ the report
+def summarize(rows: Sequence[dict]) -> List[dict]:
+    """Per variant (in first-seen order) over its ok runs: n, AP mean / sample std / min / max, means of the rest."""
+    by_name: Dict[str, List[dict]] = {}
+    for r in rows:
+        by_name.setdefault(r["name"], []).append(r)
+    out = []
+    for name, runs in by_name.items():
+        ok = sorted((r for r in runs if r["status"] == "ok" and r.get("AP") is not None), key=lambda r: r["seed"])
+        aps = [r["AP"] for r in ok]
+        summary = {"name": name, "description": runs[0]["description"], "seeds": [r["seed"] for r in ok],
+                   "failed": sorted(r["seed"] for r in runs if r["status"] != "ok"),
+                   "AP_mean": statistics.fmean(aps) if aps else None,
+                   "AP_std": statistics.stdev(aps) if len(aps) > 1 else None,
+                   "AP_min": min(aps) if aps else None, "AP_max": max(aps) if aps else None}
+        for key, src in (("AP50", "AP50"), ("AP75", "AP75"), ("s_per_iter", "train_s_per_iter"),
+                         ("inference_ms", "inference_ms_per_image"), ("params", "params")):
+            values = [r[src] for r in ok if r.get(src) is not None]
+            summary[key] = statistics.fmean(values) if values else None
+        out.append(summary)
+    return out
+
+
 def _num(value, fmt: str) -> str:
     return "n/a" if value is None else format(value, fmt)
 
 
-def format_table(rows: List[dict]) -> str:
-    """The Markdown table (mmdetection DCN-table style); failed variants say so and name their log."""
+def format_table(summaries: Sequence[dict]) -> str:
     lines = ["| " + " | ".join(TABLE_HEADER) + " |", "|:--|:--|" + "--:|" * (len(TABLE_HEADER) - 2)]
-    for r in rows:
-        if r["status"] != "ok":
-            cells = [r["name"], r["description"], f"FAILED (log: {r['log']})"] + [""] * (len(TABLE_HEADER) - 3)
-        else:
-            params = "n/a" if r.get("params") is None else f"{r['params'] / 1e6:.2f} M"
-            cells = [r["name"], r["description"], _num(r.get("AP"), ".1f"), _num(r.get("AP50"), ".1f"),
-                     _num(r.get("AP75"), ".1f"), _fmt_duration(r.get("train_time_s")), _num(r.get("s_per_iter"), ".3f"),
-                     _num(r.get("inference_ms_per_img"), ".1f"), params]
-        lines.append("| " + " | ".join(cells) + " |")
+    for s in summaries:
+        seeds = ",".join(map(str, s["seeds"])) or "none"
+        if s["failed"]:
+            seeds += f" (failed: {','.join(map(str, s['failed']))})"
+        std = "" if s["AP_std"] is None else f" ± {s['AP_std']:.1f}"
+        ap_range = "n/a" if s["AP_min"] is None else f"{s['AP_min']:.1f}-{s['AP_max']:.1f}"
+        params = "n/a" if s["params"] is None else f"{s['params'] / 1e6:.2f} M"
+        lines.append("| " + " | ".join([
+            s["name"], s["description"], seeds, _num(s["AP_mean"], ".1f") + std, ap_range, _num(s["AP50"], ".1f"),
+            _num(s["AP75"], ".1f"), _num(s["s_per_iter"], ".3f"), _num(s["inference_ms"], ".1f"), params]) + " |")
     return "\n".join(lines)
 
 
+def load_results(path: str) -> dict:
+    if not os.path.isfile(path):
+        return {"runs": {}}
+    try:
+        with open(path, "r", encoding="utf-8") as f:
+            data = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"results file '{path}' cannot be read as JSON ({e}); fix or move it, the zoo would "
+                         "otherwise overwrite it") from e
+    if not isinstance(data, dict) or not isinstance(data.get("runs"), dict):
+        raise ValueError(f"results file '{path}' has no 'runs' object; expected the format this tool writes")
+    return data
+
+
+def save_results(path: str, data: dict) -> None:
+    from det_dcn.utils.atomic_io import atomic_write_text
+
+    runs = dict(sorted(data["runs"].items()))
+    atomic_write_text(path, json.dumps({**data, "runs": runs}, indent=1, allow_nan=False) + "\n")
+
+
 def machine_info() -> dict:
-    import torch
+    from det_dcn.engine.env_info import collect_env_info
 
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
-    }
-
-
-def format_report(rows: List[dict], meta: dict) -> str:
-    """Table plus how it was made (command, machine, date), ready to paste into README."""
-    m = meta["machine"]
-    device = m["cuda"] or f"CPU ({m['cpu_count']} cores, {m['processor']})"
-    datasets = sorted({d for r in rows for d in r.get("test_datasets", [])}) or ["shapes_val"]
-    return (f"Quickstart zoo on {', '.join(datasets)}, measured {meta['date']} on {device}, torch {m['torch']}, "
-            f"one variant at a time:\n\n    {meta['command']}\n\n{format_table(rows)}\n\n"
-            "box AP / AP50 / AP75: COCO box AP (%). train time: training loop only (no data "
-            "generation or evaluation), s/iter = train time / iterations. inference: model forward per image "
-            "(batch 1, warm-up excluded). params: all parameters.\n")
-
-
-def _write_atomic(path: str, text: str) -> None:
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_outputs(rows: List[dict], meta: dict, md_path: str, json_path: str) -> None:
-    _write_atomic(md_path, format_report(rows, meta))
-    _write_atomic(json_path, json.dumps({**meta, "variants": rows}, indent=2, allow_nan=False) + "\n")
+    return {"env": collect_env_info().splitlines(), "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
 
 
 # ------------------------------------------------------------------------------------------------------- main
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="Variants: " + ", ".join(f"{k} ({v[1]})" for k, v in VARIANTS.items()))
+                                     epilog="Variants: " + ", ".join(f"{k} ({v[1]})" for k, v in
+                                                                     {**VARIANTS, **FINETUNE}.items()))
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), metavar="NAME_OR_YAML",
-                        help="variants to run, in this order (default: all)")
+                        help="variants, in this order (default: all non-fine-tune variants)")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds 1..N per variant (default 3)")
+    parser.add_argument("--jobs", type=int, default=1, help="trainings at a time (default 1: comparable timings)")
     parser.add_argument("--max-iter", type=int, default=None,
-                        help="train N iterations instead of the config's SOLVER.MAX_ITER (STEPS and WARMUP_ITERS "
-                             "scaled alike) for a quick look; the numbers are then not the quickstart's")
-    parser.add_argument("--output", default=DEFAULT_OUTPUT, help=f"Markdown table path (default {DEFAULT_OUTPUT})")
-    parser.add_argument("--json", default=None, help="JSON path (default: --output with the extension .json)")
-    parser.add_argument("--work-dir", default=None,
-                        help="put each variant's OUTPUT_DIR in WORK_DIR/<variant> (default: the config's "
-                             "OUTPUT_DIR, e.g. ./output/quickstart_dconv)")
-    parser.add_argument("--timeout", type=float, default=None, help="kill a variant after this many seconds")
-    parser.add_argument("--progress-period", type=float, default=60.0,
-                        help="seconds between progress lines while a variant trains (default 60)")
+                        help="train N iterations (STEPS and WARMUP_ITERS scaled alike): a quick look, not the "
+                             "quickstart's numbers; use another --results file")
+    parser.add_argument("--results", default=DEFAULT_RESULTS, help=f"results file (default {DEFAULT_RESULTS})")
+    parser.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
+                        help=f"runs go to WORK_DIR/<variant>/seed<s> (default {DEFAULT_WORK_DIR})")
+    parser.add_argument("--timeout", type=float, default=None, help="kill a run after this many seconds")
+    parser.add_argument("--table-only", action="store_true", help="print the table of the results file and exit")
     parser.add_argument("--dry-run", action="store_true", help="check the configs and print the commands only")
-    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every variant")
+    parser.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides for every run")
     return parser
 
 
-_KEY_RE = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
-_VALUE_OPTIONS = ("--max-iter", "--output", "--json", "--work-dir", "--timeout", "--progress-period")
-
-
 def split_overrides(argv: Sequence[str]) -> tuple:
-    """(options, overrides): the overrides start at the first config key (e.g. SOLVER.MAX_ITER) that is not an
-    option's value. argparse alone cannot tell where ``--variants a b`` ends and ``KEY VALUE`` pairs begin."""
+    """(options, overrides): the overrides start at the first config key that is not an option's value."""
+    import re
+
+    key_re = re.compile(r"^[A-Z][A-Z0-9_]*(\.[A-Z0-9_]+)*$")
+    value_options = ("--max-iter", "--results", "--work-dir", "--timeout", "--seeds", "--jobs")
     argv = list(argv)
     for i, token in enumerate(argv):
-        if _KEY_RE.match(token) and (i == 0 or argv[i - 1] not in _VALUE_OPTIONS):
+        if key_re.match(token) and (i == 0 or argv[i - 1] not in value_options):
             return argv[:i], argv[i:]
     return argv, []
+
+
+def _plans(args, overrides) -> List[dict]:
+    if args.seeds < 1 or args.jobs < 1:
+        raise ValueError(f"--seeds and --jobs must be >= 1, got {args.seeds} and {args.jobs}")
+    if len(set(args.variants)) != len(args.variants):
+        raise ValueError(f"--variants lists a variant twice: {args.variants}")
+    variants = [resolve_variant(v) for v in args.variants]
+    if any(v["finetune_from"] for v in variants) and "plain" not in args.variants:
+        variants.insert(0, resolve_variant("plain"))  # the fine-tunes start from its weights
+    return [plan_run(v, seed, overrides, args.max_iter, args.work_dir)
+            for seed in range(1, args.seeds + 1) for v in variants]
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     head, tail = split_overrides(argv)
     args = build_parser().parse_args(head)
-    args.opts = list(args.opts or []) + tail
     try:
-        overrides = check_overrides(args.opts)
-        if len(set(args.variants)) != len(args.variants):
-            raise ValueError(f"--variants lists a variant twice: {args.variants}")
-        plans = [plan_variant(resolve_variant(v), overrides, args.max_iter, args.work_dir) for v in args.variants]
+        overrides = check_overrides(list(args.opts or []) + tail)
+        data = load_results(args.results)
+        plans = [] if args.table_only else _plans(args, overrides)
     except ValueError as e:
         print(f"quickstart_zoo: {e}", file=sys.stderr)
         return 2
-    json_path = args.json or os.path.splitext(args.output)[0] + ".json"
-    log_dir = os.path.join(args.work_dir or os.path.dirname(os.path.abspath(args.output)), "logs")
-
+    if args.table_only:
+        print(format_table(summarize(list(data["runs"].values()))))
+        return 0
     if args.dry_run:
         for p in plans:
             print(shlex.join([sys.executable, TRAIN_PY, "--config-file", p["config"], *p["opts"]]))
         return 0
 
-    meta = {"command": shlex.join(["python", "tools/quickstart_zoo.py", *argv]),
-            "date": datetime.datetime.now().isoformat(timespec="seconds"), "machine": machine_info(),
-            "overrides": overrides, "max_iter": args.max_iter}
-    rows: List[dict] = []
-    durations: List[float] = []
-    zoo_start = time.perf_counter()
-    n = len(plans)
-    for i, plan in enumerate(plans):
-        log_path = os.path.join(log_dir, f"{plan['name']}.log")
-        eta = _fmt_duration(sum(durations) / len(durations) * (n - i)) if durations else "unknown until one finishes"
-        print(f"[{i + 1}/{n}] {plan['name']}: training {plan['max_iter']} iterations "
-              f"({os.path.relpath(plan['config'], REPO)}), log {log_path}; zoo ETA {eta}", flush=True)
+    lock = threading.Lock()
+    data.update(command=shlex.join(["python", "tools/quickstart_zoo.py", *argv]), machine=machine_info(),
+                jobs=args.jobs, updated=datetime.datetime.now().isoformat(timespec="seconds"))
 
-        def on_progress(iteration, run_eta, elapsed, name=plan["name"], max_iter=plan["max_iter"], left=n - i - 1):
-            per_variant = sum(durations) / len(durations) if durations else None
-            rest = f", then ~{_fmt_duration(per_variant * left)} for {left} more" if per_variant and left else ""
-            print(f"      {name}: iter {iteration}/{max_iter} after {_fmt_duration(elapsed)}, "
-                  f"training ETA {run_eta or 'n/a'}{rest}", flush=True)
+    def record(plan: dict, row: dict) -> None:
+        with lock:
+            data["runs"][plan["key"]] = row
+            data["updated"] = datetime.datetime.now().isoformat(timespec="seconds")
+            save_results(args.results, data)
 
-        row = run_variant(plan, log_path, args.timeout, args.progress_period, on_progress)
-        durations.append(row["wall_s"])
-        rows.append(row)
-        if row["status"] == "ok":
-            print(f"[{i + 1}/{n}] {plan['name']}: box AP {_num(row.get('AP'), '.1f')}, train "
-                  f"{_fmt_duration(row['train_time_s'])} ({_num(row['s_per_iter'], '.3f')} s/iter), inference "
-                  f"{_num(row['inference_ms_per_img'], '.1f')} ms/img, wall {_fmt_duration(row['wall_s'])}", flush=True)
-            if row.get("warning"):
-                print(f"      warning: {row['warning']}", flush=True)
-        else:
-            print(f"[{i + 1}/{n}] {plan['name']}: FAILED ({row['error']}); see {row['log']}", flush=True)
-        meta["total_wall_s"] = time.perf_counter() - zoo_start
-        write_outputs(rows, meta, args.output, json_path)
+    todo = []
+    for plan in plans:
+        old = data["runs"].get(plan["key"])
+        if old and old.get("status") == "ok" and old.get("fingerprint") == plan["fingerprint"]:
+            continue
+        if finished_fingerprint(plan["output_dir"]) == plan["fingerprint"]:
+            row = collect_row(plan)
+            if row["status"] == "ok":  # trained before (e.g. by hand): record it without training again
+                print(f"{plan['key']}: found finished in {plan['output_dir']}, box AP {_num(row['AP'], '.1f')}")
+                record(plan, row)
+                continue
+        todo.append(plan)
+    print(f"quickstart_zoo: {len(plans)} runs planned, {len(plans) - len(todo)} already in {args.results}, "
+          f"{len(todo)} to train with {args.jobs} at a time", flush=True)
 
-    print("\n" + format_table(rows), flush=True)
-    print(f"\nWritten {args.output} and {json_path} (total {_fmt_duration(meta['total_wall_s'])})", flush=True)
-    failed = [r for r in rows if r["status"] != "ok"]
+    failed = []
+    done_walls: List[float] = []
+    start = time.perf_counter()
+    pending = {p["key"]: p for p in todo}
+    log_dir = os.path.join(args.work_dir, "logs")
+
+    def run(plan: dict) -> dict:
+        base = pending.get(f"{plan['finetune_from']}/seed{plan['seed']}") if plan["finetune_from"] else None
+        if base is not None:
+            base["done"].wait()  # a fine-tune needs the plain run's final weights
+        log = os.path.join(log_dir, f"{plan['name']}_seed{plan['seed']}.log")
+        print(f"[start] {plan['key']}: {plan['max_iter']} iterations, log {log}", flush=True)
+        try:
+            return run_plan(plan, log, args.timeout)
+        finally:
+            plan["done"].set()
+
+    for plan in todo:
+        plan["done"] = threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = {pool.submit(run, plan): plan for plan in todo}
+        for future in concurrent.futures.as_completed(futures):
+            plan = futures[future]
+            row = future.result()
+            done_walls.append(row["wall_s"])
+            record(plan, {**row, "jobs": args.jobs})
+            left = len(todo) - len(done_walls)
+            eta = datetime.timedelta(seconds=int((time.perf_counter() - start) / len(done_walls) * left))
+            if row["status"] == "ok":
+                print(f"[done {len(done_walls)}/{len(todo)}] {plan['key']}: box AP {_num(row['AP'], '.1f')}, "
+                      f"{_num(row.get('train_s_per_iter'), '.3f')} s/iter, wall {row['wall_s']:.0f} s; "
+                      f"ETA of the rest {eta}", flush=True)
+            else:
+                failed.append(plan["key"])
+                print(f"[done {len(done_walls)}/{len(todo)}] {plan['key']}: FAILED ({row['error']}); see "
+                      f"{row['log']}", flush=True)
+
+    print("\n" + format_table(summarize(list(data["runs"].values()))), flush=True)
+    print(f"\nResults in {args.results}", flush=True)
     if failed:
-        print("Failed variants: " + "; ".join(f"{r['name']} ({r['error']}; log {r['log']})" for r in failed),
-              file=sys.stderr, flush=True)
+        print(f"Failed runs: {failed}", file=sys.stderr, flush=True)
         return 1
     return 0
 

@@ -46,6 +46,9 @@ _C.MODEL.RESNETS.RES5_DILATION = 1
 # det_dcn: per-block dilation multipliers in res5, e.g. [1, 2, 4] (hybrid dilated convolution against gridding);
 # [] means 1 for every block. Its length must equal the number of res5 blocks.
 _C.MODEL.RESNETS.RES5_MULTI_GRID = []
+# det_dcn: dilation rates of an ASPP (DeepLab v3: 1x1 + one dilated 3x3 per rate + image pooling) appended to res5
+# as a residual block that starts as the identity, e.g. [2, 4, 6] with the DC5 layout; [] (default): none.
+_C.MODEL.RESNETS.RES5_ASPP_RATES = []
 _C.MODEL.RESNETS.RES2_OUT_CHANNELS = 256  # 64 for depth 18/34
 _C.MODEL.RESNETS.STEM_OUT_CHANNELS = 64
 # Deformable 3x3 convolutions per stage (res2, res3, res4, res5).

@@ -4,6 +4,7 @@ Imports only torch and torchvision (never other det_dcn packages), so the ops ca
 """
 
 from ._dispatch import set_implementation
+from .aspp import ASPP
 from .deform_conv import DeformConv2d, ModulatedDeformConv2d, deform_conv2d
 from .deform_conv_pack import DeformConv2dPack, ModulatedDeformConv2dPack
 from .deform_roi_pool import DeformRoIPool, deform_roi_pool
@@ -15,5 +16,5 @@ from .roi_pool import ROIPool
 __all__ = [
     "deform_roi_pool", "DeformRoIPool", "DeformRoIPoolPack", "ModulatedDeformRoIPoolPack",
     "DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack",
-    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "get_norm", "deform_conv2d", "set_implementation",
+    "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "get_norm", "deform_conv2d", "set_implementation", "ASPP",
 ]

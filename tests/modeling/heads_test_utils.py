@@ -73,6 +73,8 @@ def tiny_cfg(config_file: Optional[str] = None, overrides: Optional[list] = None
     else:
         cfg.merge_from_list(DET_DCN_COMPONENTS)
     cfg.merge_from_list(TINY_OVERRIDES + list(overrides or []))
+    if cfg.MODEL.RESNETS.NORM == "GN":  # GroupNorm's 32 groups need channel counts divisible by 32
+        cfg.MODEL.RESNETS.STEM_OUT_CHANNELS = 32
     return cfg
 
 

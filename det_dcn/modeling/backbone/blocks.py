@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from det_dcn.layers import FrozenBatchNorm2d, get_norm
+from det_dcn.layers import ASPP, FrozenBatchNorm2d, get_norm
 
 from .conv import Conv2d, make_conv3x3
 from .weight_init import c2_msra_fill
@@ -113,3 +113,18 @@ class BasicStem(CNNBlockBase):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu_(self.conv1(x))
         return F.max_pool2d(x, kernel_size=3, stride=2, padding=1)
+
+
+class ASPPBlock(CNNBlockBase):
+    """det_dcn.layers.ASPP as the last block of a stage: residual, identity at init, stride 1, channels kept.
+
+    x: [N, C, H, W] -> [N, C, H, W]. State-dict keys ``aspp.*``; a checkpoint without them loads with only this
+    block missing and gives the same outputs as before (the block starts as the identity).
+    """
+
+    def __init__(self, channels: int, rates, *, norm: str = "BN"):
+        super().__init__(channels, channels, stride=1)
+        self.aspp = ASPP(channels, channels, rates, norm=norm, residual=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.aspp(x)

@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from .backbone import Backbone, ShapeSpec
-from .blocks import BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
+from .blocks import ASPPBlock, BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
 from .build import BACKBONE_REGISTRY
 
 # Blocks per stage (res2..res5) for each supported depth.
@@ -100,6 +100,10 @@ def _validate_resnet_cfg(cfg) -> None:
     if grid and (len(grid) != num_res5 or not all(isinstance(g, int) and g >= 1 for g in grid)):
         raise _bad("MODEL.RESNETS.RES5_MULTI_GRID", r.RES5_MULTI_GRID,
                    f"[] or {num_res5} positive integers (one per res5 block of depth {r.DEPTH}), e.g. [1, 2, 4]")
+    aspp = list(r.RES5_ASPP_RATES)
+    if aspp and not all(isinstance(a, int) and a >= 1 for a in aspp):
+        raise _bad("MODEL.RESNETS.RES5_ASPP_RATES", r.RES5_ASPP_RATES,
+                   "[] (no ASPP) or positive integer dilation rates of ASPP's 3x3 branches, e.g. [2, 4, 6]")
     freeze_at = cfg.MODEL.BACKBONE.FREEZE_AT
     if not isinstance(freeze_at, int) or not 0 <= freeze_at <= 5:
         raise _bad("MODEL.BACKBONE.FREEZE_AT", freeze_at, "an integer in 0..5 (0: none, 1: stem, k: stem+res2..res<k>)")
@@ -169,6 +173,8 @@ def build_resnet(cfg, input_shape: Optional[ShapeSpec] = None) -> ResNet:
                 blocks.append(BottleneckBlock(in_ch, out_ch, bottleneck_channels=mid_ch, num_groups=r.NUM_GROUPS,
                                               stride_in_1x1=r.STRIDE_IN_1X1, **common))
             in_ch = out_ch
+        if is_res5 and r.RES5_ASPP_RATES:
+            blocks.append(ASPPBlock(out_ch, list(r.RES5_ASPP_RATES), norm=r.NORM))
         stages.append(blocks)
     return ResNet(stem, stages, out_features, freeze_at=cfg.MODEL.BACKBONE.FREEZE_AT)
 
