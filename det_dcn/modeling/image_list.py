@@ -32,8 +32,10 @@ class ImageList:
         max_h = max(s[0] for s in image_sizes)
         max_w = max(s[1] for s in image_sizes)
         if size_divisibility > 1:
-            max_h = -(-max_h // size_divisibility) * size_divisibility
-            max_w = -(-max_w // size_divisibility) * size_divisibility
+            # ceil with non-negative operands only: ONNX's integer Div truncates, so the usual -(-x // d) would
+            # floor in an exported graph (onnxruntime then padded 213 to 192, not 224)
+            max_h = (max_h + size_divisibility - 1) // size_divisibility * size_divisibility
+            max_w = (max_w + size_divisibility - 1) // size_divisibility * size_divisibility
         if len(tensors) == 1:
             t = tensors[0]
             batch = F.pad(t, (0, max_w - t.shape[-1], 0, max_h - t.shape[-2]), value=pad_value)[None]
