@@ -8,7 +8,7 @@ Weights come from MODEL.WEIGHTS, as in tools/train.py. The file takes one uint8 
 (any size) and returns boxes float32 [N, 4] in the image's pixels, scores float32 [N] and classes int64 [N], as
 DefaultPredictor does; README "Export and deploy" gives the contract and what is supported. Run the ONNX file with
 det_dcn.deploy.OnnxPredictor (numpy + onnxruntime) or tools/demo.py --onnx FILE; reload a .pt2 with
-torch.export.load(FILE).module(). KEY VALUE pairs override the config.
+det_dcn.deploy.load_program(FILE).module(). KEY VALUE pairs override the config.
 """
 
 import argparse

@@ -16,7 +16,8 @@ final weights of the same seed (that run comes first) and train the same schedul
 added (zero-initialised, so the model starts as the plain one).
 
 Resumable: every finished run is stored at once (atomically) in the results file (default
-docs/quickstart_zoo_results.json, committed), keyed by variant and seed, with a fingerprint of its resolved config;
+docs/quickstart_zoo_results.json, committed), keyed by variant and seed, with a fingerprint of its resolved config
+(the entries that differ from det_dcn's defaults);
 a rerun trains only the runs that are missing, failed, or whose config changed. A finished run already in its
 output folder (same config, a bbox/AP record) is recorded without training again.
 
@@ -111,12 +112,29 @@ def check_overrides(opts: Sequence[str]) -> List[str]:
     return opts
 
 
-def config_fingerprint(cfg) -> str:
-    """sha256 (16 hex digits) of the resolved config without OUTPUT_DIR: equal fingerprints, same training."""
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.OUTPUT_DIR = ""
-    return hashlib.sha256(cfg.dump(sort_keys=True).encode("utf-8")).hexdigest()[:16]
+def _changed_entries(cfg, defaults, prefix: str = "") -> dict:
+    """Dotted key -> value of every entry of ``cfg`` that differs from (or is absent in) ``defaults``."""
+    out = {}
+    for key, value in cfg.items():
+        name = prefix + key
+        default = defaults.get(key) if isinstance(defaults, dict) else None
+        if isinstance(value, dict):
+            out.update(_changed_entries(value, default if isinstance(default, dict) else {}, name + "."))
+        elif not isinstance(defaults, dict) or key not in defaults or default != value:
+            out[name] = value
+    return out
+
+
+def config_fingerprint(cfg, defaults=None) -> str:
+    """sha256 (16 hex digits) of the entries of the resolved config that differ from det_dcn's defaults, without
+    OUTPUT_DIR: equal fingerprints, same training. Hashing only what a run changes keeps recorded runs valid when
+    det_dcn gains a config key whose default keeps the old behaviour (changing a default's value needs a rerun)."""
+    from det_dcn.config import get_cfg
+
+    changed = _changed_entries(cfg, get_cfg() if defaults is None else defaults)
+    changed.pop("OUTPUT_DIR", None)
+    text = json.dumps(changed, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
 def plan_run(variant: dict, seed: int, overrides: List[str], max_iter: Optional[int], work_dir: str) -> dict:

@@ -7,7 +7,7 @@ exporter (torch side) is loaded on first use of its names.
 from .predictor import OnnxPredictor
 
 _EXPORT_NAMES = {
-    "export_onnx": ".export", "export_program": ".export", "save_program": ".export", "ExportError": ".export_modules",
+    "export_onnx": ".export", "export_program": ".export", "save_program": ".export", "load_program": ".export", "ExportError": ".export_modules",
     "make_exportable": ".export_modules", "ExportableDetector": ".detector", "export_model": ".build",
 }
 

@@ -5,11 +5,12 @@ the model whose op modules were swapped for their export forms (:func:`make_expo
 default-domain operators only (DeformConv needs opset >= 19) and carries the contract in its metadata.
 """
 
+import contextlib
 import io
 import json
 import logging
 import time
-from typing import Dict, Optional
+from typing import Dict, Iterator, Optional
 
 import torch
 from torch import nn
@@ -51,6 +52,33 @@ def _foreign_modules(model: nn.Module):
     return out
 
 
+@contextlib.contextmanager
+def _nms_may_keep_zero_boxes() -> Iterator[None]:
+    """While tracing, torchvision's NMS may keep 0 or 1 boxes.
+
+    torchvision's fake NMS kernel declares its output size with ``create_unbacked_symint()``, whose lower bound is
+    2, and torch.export turns that bound into a runtime assertion: the program would fail on every image with fewer
+    than two detections of a class after NMS (an empty image included). This registers a fake kernel with a lower
+    bound of 0 for the duration of the trace; leaving the block removes it and torchvision's comes back.
+    """
+    import torchvision  # noqa: F401  (registers torchvision::nms)
+
+    def fake_nms(dets, scores, iou_threshold):
+        torch._check(dets.dim() == 2 and dets.size(1) == 4, lambda: f"nms: boxes must be [N, 4], got {dets.shape}")
+        torch._check(scores.dim() == 1 and scores.size(0) == dets.size(0),
+                     lambda: f"nms: scores must be [N] for {dets.size(0)} boxes, got {scores.shape}")
+        kept = torch.library.get_ctx().new_dynamic_size(min=0)
+        torch._check(kept <= dets.size(0))
+        return dets.new_empty(kept, dtype=torch.long)
+
+    library = torch.library.Library("torchvision", "FRAGMENT")  # destroyed on exit, taking the kernel with it
+    torch.library.register_fake("torchvision::nms", fake_nms, lib=library)
+    try:
+        yield
+    finally:
+        library._destroy()
+
+
 def export_program(model: nn.Module, cfg) -> torch.export.ExportedProgram:
     """``torch.export`` of ``model`` (eval detector) wrapped in the export contract, with dynamic H and W.
 
@@ -61,7 +89,7 @@ def export_program(model: nn.Module, cfg) -> torch.export.ExportedProgram:
     start = time.perf_counter()
     logger.info("Tracing the detector with torch.export (dynamic height and width)...")
     try:
-        with torch.no_grad():
+        with torch.no_grad(), _nms_may_keep_zero_boxes():
             program = torch.export.export(wrapper, (_example_image(cfg),), dynamic_shapes=_dynamic_shapes())
     except Exception as e:
         foreign = _foreign_modules(wrapper)
@@ -73,11 +101,24 @@ def export_program(model: nn.Module, cfg) -> torch.export.ExportedProgram:
 
 
 def save_program(program: torch.export.ExportedProgram, path: str) -> None:
-    """Write ``program`` to ``path`` (.pt2) atomically; reload with ``torch.export.load``."""
+    """Write ``program`` to ``path`` (.pt2) atomically; reload with :func:`load_program`."""
     buffer = io.BytesIO()
     torch.export.save(program, buffer)
     with atomic_open(path, "wb", fsync=True) as f:
         f.write(buffer.getvalue())
+
+
+def load_program(path: str) -> torch.export.ExportedProgram:
+    """Reload a program written by :func:`save_program`: ``load_program(path).module()(image)``.
+
+    Registers the operators a det_dcn program may hold (torchvision's NMS / RoIAlign / deform_conv2d, det_dcn's
+    own) before deserialising; ``torch.export.load`` alone fails on them with "failed to resolve ... operator".
+    """
+    import torchvision  # noqa: F401
+
+    from .. import layers  # noqa: F401  (det_dcn::* operators)
+
+    return torch.export.load(path)
 
 
 def contract_metadata(cfg) -> Dict[str, str]:

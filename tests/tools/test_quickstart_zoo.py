@@ -244,3 +244,19 @@ def test_fine_tune_starts_as_the_plain_model(zoo_run, variant):
     for a, b in zip(plain, other):
         assert a["image_id"] == b["image_id"] and a["category_id"] == b["category_id"]
         assert b["bbox"] == pytest.approx(a["bbox"], abs=1e-3) and b["score"] == pytest.approx(a["score"], abs=1e-5)
+
+
+def test_fingerprint_survives_a_new_default_key():
+    """A run recorded before det_dcn gained a config key (whose default keeps the old behaviour) keeps its
+    fingerprint; a changed value does not."""
+    from yacs.config import CfgNode
+
+    old_defaults, new_defaults = get_cfg(), get_cfg()
+    new_defaults.INPUT.SOME_NEW_KEY = 3
+    new_defaults.NEW_SECTION = CfgNode({"X": 1})
+    old_run, new_run = old_defaults.clone(), new_defaults.clone()
+    for run in (old_run, new_run):
+        run.merge_from_list(["SEED", "5", "MODEL.RESNETS.NORM", "GN"])
+    assert zoo.config_fingerprint(old_run, old_defaults) == zoo.config_fingerprint(new_run, new_defaults)
+    new_run.INPUT.SOME_NEW_KEY = 4
+    assert zoo.config_fingerprint(old_run, old_defaults) != zoo.config_fingerprint(new_run, new_defaults)
