@@ -24,7 +24,7 @@ images (800 x 1216) and each config's own test-time size ratio (INPUT.MAX_SIZE_T
 import argparse
 import os
 import sys
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -123,12 +123,14 @@ def torchvision_steps(model, inputs: List[dict], device: str):
 
 
 # ------------------------------------------------------------------------------------------------------ models
-def load_cfg(config: str, size: int, device: str):
-    """The config ``configs/<config>`` at test size ``size`` (its max size scaled by the config's own ratio)."""
+def load_cfg(config: str, size: int, device: str, opts: Sequence = ()):
+    """The config ``configs/<config>`` at test size ``size`` (its max size scaled by the config's own ratio), then
+    the KEY VALUE pairs ``opts``."""
     cfg = get_cfg()
     cfg.merge_from_file(os.path.join(REPO, "configs", config))
     max_size = int(size * cfg.INPUT.MAX_SIZE_TEST / cfg.INPUT.MIN_SIZE_TEST)
-    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", max_size, "MODEL.DEVICE", device])
+    cfg.merge_from_list(["INPUT.MIN_SIZE_TEST", size, "INPUT.MAX_SIZE_TEST", max_size, "MODEL.DEVICE", device,
+                         *opts])
     return cfg
 
 
@@ -152,11 +154,11 @@ def build_torchvision_pair(size: int, device: str):
     return tv.to(device), ours.to(device)
 
 
-def build_variant(name: str, size: int, device: str, plain_state: Optional[dict] = None):
-    """The variant's model; given the plain model's state dict, it starts as the plain model
-    (det_dcn.testing.start_as_plain_model), so every variant is timed on the same workload."""
+def build_variant(name: str, size: int, device: str, plain_state: Optional[dict] = None, opts: Sequence = ()):
+    """The variant's model (config overrides ``opts``); given the plain model's state dict, it starts as the plain
+    model (det_dcn.testing.start_as_plain_model), so every variant is timed on the same workload."""
     torch.manual_seed(0)
-    model = build_model(load_cfg(VARIANTS[name], size, device))
+    model = build_model(load_cfg(VARIANTS[name], size, device, opts))
     if plain_state is not None:
         start_as_plain_model(model, plain_state)
     return model

@@ -6,7 +6,9 @@ plain: torchvision's fasterrcnn_resnet50_fpn and det_dcn's configs/torchvision/f
 same (random, seeded) weights converted into it, as in tools/benchmark.py; all four see the same uint8 image
 (800 x 1216 by default, already at the test size). dconv / dpool: det_dcn's COCO-Detection R50-FPN variants starting
 from the plain COCO model's weights (tools/benchmark.py's start_as_plain), timed eager, compiled and in
-onnxruntime; their ratios are to the same torchvision eager time. Exports trace with torch.export first (minutes).
+onnxruntime; their ratios are to the same torchvision eager time. dpool runs with POOLER_SAMPLING_RATIO 2 in all
+paths (--dpool-sampling-ratio): its config's 0 (adaptive) pads the ONNX graph's samples to tens of GB at 800 px.
+Exports trace with torch.export first (minutes).
 
     python tools/benchmark_export.py                       # plain, dconv, dpool at 800 x 1216, 3 timed runs each
     python tools/benchmark_export.py --variants plain --size 320 --iters 2
@@ -43,6 +45,9 @@ def parse_args(argv=None):
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=0, help="torch and onnxruntime threads (0: their defaults)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
+    p.add_argument("--dpool-sampling-ratio", type=int, default=2,
+                   help="POOLER_SAMPLING_RATIO of the dpool variant in all paths (its config's 0, adaptive, pads "
+                        "every RoI of the ONNX graph to the largest per-axis sample counts: tens of GB at 800 px)")
     return p.parse_args(argv)
 
 
@@ -105,11 +110,12 @@ def run(args) -> dict:
             if name == "plain":
                 model, cfg = ours, load_cfg(TORCHVISION_CONFIG, args.size, "cpu")
             else:
+                opts = ["MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", args.dpool_sampling_ratio] if name == "dpool" else []
                 plain = build_variant("plain", args.size, "cpu")
-                model = build_variant(name, args.size, "cpu", plain.state_dict())
-                cfg = load_cfg(CONFIGS[name], args.size, "cpu")
-                if cfg.MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO == 0:
-                    print(f"[{name}] POOLER_SAMPLING_RATIO 0 (adaptive) in all paths", flush=True)
+                model = build_variant(name, args.size, "cpu", plain.state_dict(), opts)
+                cfg = load_cfg(CONFIGS[name], args.size, "cpu", opts)
+                if opts:
+                    print(f"[{name}] POOLER_SAMPLING_RATIO {args.dpool_sampling_ratio} in all paths", flush=True)
             for kind, fn in _eager_calls(model, image, not args.no_compile).items():
                 calls[f"{name} det_dcn {kind}"] = fn
             calls[f"{name} onnxruntime"] = _ort_call(model.eval(), cfg, folder, name, image_hwc, args.threads)

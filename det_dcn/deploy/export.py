@@ -165,9 +165,10 @@ def export_onnx(model: nn.Module, cfg, path: str, opset_version: int = DEFAULT_O
         program = export_program(model, cfg)
     start = time.perf_counter()
     logger.info("Translating to ONNX (opset %d)...", opset_version)
-    onnx_program = torch.onnx.export(program, (_example_image(cfg),), dynamo=True, opset_version=opset_version,
-                                     input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                                     optimize=True)
+    with _nms_may_keep_zero_boxes():  # the translation re-traces the program (decompositions)
+        onnx_program = torch.onnx.export(program, (_example_image(cfg),), dynamo=True, opset_version=opset_version,
+                                         input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                                         optimize=True)
     proto = onnx_program.model_proto
     _check_standard_ops(proto)
     for key, value in contract_metadata(cfg).items():
