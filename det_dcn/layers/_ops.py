@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from . import _dispatch
-from .deform_conv_torch import deform_conv2d_torch, deform_conv2d_torch_backward
+from .deform_conv_torch import deform_conv2d_torch_backward, deform_conv2d_torch_forward
 from .deform_roi_pool_torch import deform_roi_pool_torch, deform_roi_pool_torch_backward
 
 
@@ -122,57 +122,87 @@ def _torchvision_args(input: Tensor, offset: Tensor, mask: Optional[Tensor], wei
             groups, offset_groups, mask is not None)
 
 
+def _keeps_columns(keep: bool, device_type: str) -> bool:
+    # only the torch implementation has columns to keep (torchvision's backward recomputes its own)
+    return keep and _dispatch.implementation("deform_conv2d", device_type) == "torch"
+
+
 @torch.library.custom_op("det_dcn::deform_conv2d", mutates_args=())
-def deform_conv2d_op(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
-                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
+def _deform_conv2d(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+                   stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int],
+                   keep_columns: bool = False) -> Tuple[Tensor, Tensor]:
+    """(output [N, C_out, H_out, W_out], columns): the columns (Tensor[N * H_out * W_out * kh * kw * dg,
+    C_in / dg]) are the deformed im2col the weight gradient needs, kept only when ``keep_columns`` (and the
+    torch implementation runs), else empty."""
     if _dispatch.implementation("deform_conv2d", input.device.type) == "torchvision":
         return _fresh(torch.ops.torchvision.deform_conv2d(
-            input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation)))
-    return _fresh(deform_conv2d_torch(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
-                                      tuple(dilation)))
+            input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation))), input.new_empty(0)
+    out, bags = deform_conv2d_torch_forward(input, offset, mask, weight, bias, tuple(stride), tuple(padding),
+                                            tuple(dilation))
+    return _fresh(out), bags if keep_columns else input.new_empty(0)
 
 
-@deform_conv2d_op.register_fake
-def _(input, offset, mask, weight, bias, stride, padding, dilation):
-    return input.new_empty(input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
+@_deform_conv2d.register_fake
+def _(input, offset, mask, weight, bias, stride, padding, dilation, keep_columns=False):
+    out = input.new_empty(input.shape[0], weight.shape[0], offset.shape[2], offset.shape[3])
+    if not _keeps_columns(keep_columns, input.device.type):
+        return out, input.new_empty(0)
+    k = weight.shape[2] * weight.shape[3]
+    dg = offset.shape[1] // (2 * k)
+    return out, input.new_empty(offset.shape[0] * offset.shape[2] * offset.shape[3] * k * dg, input.shape[1] // dg)
+
+
+def deform_conv2d_op(input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+                     stride: Sequence[int], padding: Sequence[int], dilation: Sequence[int]) -> Tensor:
+    """``det_dcn::deform_conv2d``'s output. The columns are kept for the backward only when a weight gradient will
+    be computed (grad mode on, ``weight.requires_grad``): inference and frozen layers pay no memory for them."""
+    keep = torch.is_grad_enabled() and weight.requires_grad
+    return _deform_conv2d(input, offset, mask, weight, bias, stride, padding, dilation, keep)[0]
 
 
 @torch.library.custom_op("det_dcn::deform_conv2d_backward", mutates_args=())
 def deform_conv2d_backward_op(grad: Tensor, input: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor,
                               bias: Optional[Tensor], stride: Sequence[int], padding: Sequence[int],
-                              dilation: Sequence[int], needs: Sequence[bool]) -> List[Tensor]:
+                              dilation: Sequence[int], needs: Sequence[bool],
+                              columns: Optional[Tensor] = None) -> List[Tensor]:
     """[grad_input, grad_offset, grad_mask, grad_weight, grad_bias]; empty where ``needs`` is False or the
-    argument is None."""
+    argument is None. ``columns``: the forward's, when kept (else rebuilt if the weight needs a gradient)."""
     if _dispatch.implementation("deform_conv2d", input.device.type) == "torchvision":
         gi, gw, go, gm, gb = torch.ops.torchvision._deform_conv2d_backward(
             grad, input, *_torchvision_args(input, offset, mask, weight, bias, stride, padding, dilation))
         grads = [gi, go, gm if mask is not None else None, gw, gb if bias is not None else None]
     else:
+        bags = columns if columns is not None and columns.numel() > 0 else None
         grads = _with_autograd(deform_conv2d_torch_backward, grad, input, offset, mask, weight, bias, tuple(stride),
-                               tuple(padding), tuple(dilation), tuple(needs))
+                               tuple(padding), tuple(dilation), tuple(needs), bags)
     return [_fresh(g.contiguous()) if g is not None and need else input.new_empty(0) for g, need in zip(grads, needs)]
 
 
 @deform_conv2d_backward_op.register_fake
-def _(grad, input, offset, mask, weight, bias, stride, padding, dilation, needs):
+def _(grad, input, offset, mask, weight, bias, stride, padding, dilation, needs, columns=None):
     return [torch.empty_like(t) if t is not None and need else input.new_empty(0)
             for t, need in zip((input, offset, mask, weight, bias), needs)]
 
 
 def _conv_setup(ctx, inputs, output):
     input, offset, mask, weight, bias, *params = inputs
-    ctx.save_for_backward(input, offset, mask, weight, bias)
-    ctx.params = params
+    columns = output[1]
+    ctx.mark_non_differentiable(columns)
+    ctx.set_materialize_grads(False)  # else autograd allocates a zero gradient as large as the columns
+    ctx.save_for_backward(input, offset, mask, weight, bias, columns)
+    ctx.params = params[:3]
 
 
-def _conv_backward(ctx, grad):
-    saved = ctx.saved_tensors
+def _conv_backward(ctx, grad, _grad_columns):
+    if grad is None:  # the output is not in the graph being differentiated (grads are not materialised)
+        return (None,) * 9
+    *saved, columns = ctx.saved_tensors
     needs = [ctx.needs_input_grad[i] and saved[i] is not None for i in range(5)]
-    grads = deform_conv2d_backward_op(grad, *saved, *ctx.params, needs)
-    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None)
+    grads = deform_conv2d_backward_op(grad, *saved, *ctx.params, needs, columns)
+    return tuple(g if need else None for g, need in zip(grads, needs)) + (None, None, None, None)
 
 
-deform_conv2d_op.register_autograd(_conv_backward, setup_context=_conv_setup)
+_deform_conv2d.register_autograd(_conv_backward, setup_context=_conv_setup)
 
 for _op in ("det_dcn::deform_roi_pool", "det_dcn::deform_conv2d"):
     for _device in ("cpu", "cuda"):
