@@ -20,7 +20,8 @@ from torch import Tensor
 
 from . import _dispatch
 from .deform_conv_torch import deform_conv2d_torch_backward, deform_conv2d_torch_forward
-from .deform_roi_pool_torch import deform_roi_pool_torch, deform_roi_pool_torch_backward
+from .deform_roi_pool_torch import (deform_roi_pool_torch, deform_roi_pool_torch_backward,
+                                    deform_roi_pool_torch_forward)
 
 
 def _fresh(t: Tensor) -> Tensor:
@@ -54,26 +55,65 @@ def _run_fused(op: str, fused, plain, *args):
 
 
 # ---------------------------------------------------------------------------------------------- deform_roi_pool
+def _keeps_plan(keep: bool, device_type: str) -> bool:
+    # only the torch implementation has a plan to keep (the Triton kernels gather without one)
+    return keep and _dispatch.implementation("deform_roi_pool", device_type) == "torch"
+
+
 @torch.library.custom_op("det_dcn::deform_roi_pool", mutates_args=())
-def deform_roi_pool_op(input: Tensor, rois: Tensor, offset: Optional[Tensor], output_size: Sequence[int],
-                       spatial_scale: float, sampling_ratio: int, gamma: float) -> Tensor:
+def _deform_roi_pool(input: Tensor, rois: Tensor, offset: Optional[Tensor], output_size: Sequence[int],
+                     spatial_scale: float, sampling_ratio: int, gamma: float,
+                     keep_plan: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """(output [R, C, PH, PW], index [E], weight [E], bag_offsets [R * PH * PW], slope [E, 2], table
+    [N * H * W, C]): the gather plan the backward needs (``deform_roi_pool_torch_forward``; slope and table are
+    [0] without offsets), kept only when ``keep_plan`` (and the torch implementation runs), else empty tensors.
+    E is data-dependent."""
     args = (input, rois, offset, tuple(output_size), spatial_scale, sampling_ratio, gamma)
     if _dispatch.implementation("deform_roi_pool", input.device.type) == "triton":
         from .deform_roi_pool_triton import deform_roi_pool_triton_forward
-        return _fresh(_run_fused("deform_roi_pool", deform_roi_pool_triton_forward, deform_roi_pool_torch, *args))
-    return _fresh(deform_roi_pool_torch(*args))
+        out = _run_fused("deform_roi_pool", deform_roi_pool_triton_forward, deform_roi_pool_torch, *args)
+        plan = None
+    else:
+        out, plan = deform_roi_pool_torch_forward(*args, keep_plan)
+    if plan is None:
+        empty = input.new_empty(0, dtype=torch.long)
+        plan = (empty, input.new_empty(0), empty.clone(), input.new_empty(0), input.new_empty(0))
+    return (_fresh(out), *(_fresh(t) for t in plan))
 
 
-@deform_roi_pool_op.register_fake
-def _(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma):
-    return input.new_empty(rois.shape[0], input.shape[1], output_size[0], output_size[1])
+@_deform_roi_pool.register_fake
+def _(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, keep_plan=False):
+    out = input.new_empty(rois.shape[0], input.shape[1], output_size[0], output_size[1])
+    if not _keeps_plan(keep_plan, input.device.type):
+        return (out, input.new_empty(0, dtype=torch.long), input.new_empty(0), input.new_empty(0, dtype=torch.long),
+                input.new_empty(0), input.new_empty(0))
+    entries = torch.library.get_ctx().new_dynamic_size()
+    bins = rois.shape[0] * output_size[0] * output_size[1]
+    n, c, height, width = input.shape
+    return (out, input.new_empty(entries, dtype=torch.long), input.new_empty(entries),
+            input.new_empty(bins, dtype=torch.long), input.new_empty((entries, 2) if offset is not None else (0,)),
+            input.new_empty((n * height * width, c) if offset is not None else (0,)))
+
+
+def deform_roi_pool_op(input: Tensor, rois: Tensor, offset: Optional[Tensor], output_size: Sequence[int],
+                       spatial_scale: float, sampling_ratio: int, gamma: float) -> Tensor:
+    """``det_dcn::deform_roi_pool``'s output. The gather plan is kept for the backward only when a gradient will
+    be computed (grad mode on, ``input`` or ``offset`` requires grad): inference pays no memory for it. Never
+    while tracing: the plan's size depends on the RoIs, and such an output breaks a torch.compile graph (unless
+    ``capture_dynamic_output_shape_ops``); there the backward rebuilds it."""
+    tracing = torch.compiler.is_compiling() or torch.compiler.is_exporting()
+    keep = not tracing and torch.is_grad_enabled() and (input.requires_grad or (offset is not None and
+                                                                                 offset.requires_grad))
+    return _deform_roi_pool(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, keep)[0]
 
 
 @torch.library.custom_op("det_dcn::deform_roi_pool_backward", mutates_args=())
 def deform_roi_pool_backward_op(grad: Tensor, input: Tensor, rois: Tensor, offset: Optional[Tensor],
                                 output_size: Sequence[int], spatial_scale: float, sampling_ratio: int, gamma: float,
-                                input_grad: bool, offset_grad: bool) -> Tuple[Tensor, Tensor]:
-    """(grad_input [N, C, H, W], grad_offset [R, 2, PH, PW]); empty where not asked for."""
+                                input_grad: bool, offset_grad: bool,
+                                plan: Sequence[Tensor]) -> Tuple[Tensor, Tensor]:
+    """(grad_input [N, C, H, W], grad_offset [R, 2, PH, PW]); empty where not asked for. ``plan``: the forward's
+    kept gather plan, or ``[]`` (then rebuilt)."""
     args = (grad, input, rois, offset, tuple(output_size), spatial_scale, sampling_ratio, gamma, input_grad,
             offset_grad)
     if _dispatch.implementation("deform_roi_pool", input.device.type) == "triton":
@@ -81,12 +121,14 @@ def deform_roi_pool_backward_op(grad: Tensor, input: Tensor, rois: Tensor, offse
         grads = _run_fused("deform_roi_pool", deform_roi_pool_triton_backward,
                            lambda *a: _with_autograd(deform_roi_pool_torch_backward, *a), *args)
     else:
-        grads = _with_autograd(deform_roi_pool_torch_backward, *args)
+        kept = len(plan) == 5 and plan[2].numel() > 0  # bag offsets: one per bin when kept
+        grads = _with_autograd(deform_roi_pool_torch_backward, *args, tuple(plan) if kept else None)
     return _empty_if_none(grads[0], input), _empty_if_none(grads[1], input)
 
 
 @deform_roi_pool_backward_op.register_fake
-def _(grad, input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, input_grad, offset_grad):
+def _(grad, input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, input_grad, offset_grad,
+      plan):
     want_offset = offset_grad and offset is not None
     return (torch.empty_like(input) if input_grad else input.new_empty(0),
             torch.empty_like(offset) if want_offset else input.new_empty(0))
@@ -94,19 +136,24 @@ def _(grad, input, rois, offset, output_size, spatial_scale, sampling_ratio, gam
 
 def _roi_pool_setup(ctx, inputs, output):
     input, rois, offset, *params = inputs
-    ctx.save_for_backward(input, rois, offset)
-    ctx.params = params
+    plan = output[1:]
+    ctx.mark_non_differentiable(*plan)
+    ctx.set_materialize_grads(False)  # no zero gradients for the plan
+    ctx.save_for_backward(input, rois, offset, *plan)
+    ctx.params = params[:4]
 
 
-def _roi_pool_backward(ctx, grad):
-    input, rois, offset = ctx.saved_tensors
+def _roi_pool_backward(ctx, grad, *_plan_grads):
+    if grad is None:  # the output is not in the graph being differentiated (grads are not materialised)
+        return (None,) * 8
+    input, rois, offset, *plan = ctx.saved_tensors
     want_input, want_offset = ctx.needs_input_grad[0], offset is not None and ctx.needs_input_grad[2]
     grad_input, grad_offset = deform_roi_pool_backward_op(grad, input, rois, offset, *ctx.params, want_input,
-                                                          want_offset)
-    return (grad_input if want_input else None, None, grad_offset if want_offset else None, None, None, None, None)
+                                                          want_offset, plan)
+    return (grad_input if want_input else None, None, grad_offset if want_offset else None) + (None,) * 5
 
 
-deform_roi_pool_op.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)
+_deform_roi_pool.register_autograd(_roi_pool_backward, setup_context=_roi_pool_setup)
 
 
 # ------------------------------------------------------------------------------------------------ deform_conv2d

@@ -6,8 +6,28 @@ autograd on the reference code; inference must keep nothing."""
 import pytest
 import torch
 
-from det_dcn.layers import _ops, deform_conv2d
+from det_dcn.layers import ROIAlign, _ops, deform_conv2d, deform_roi_pool
 from det_dcn.layers.deform_conv_torch import deform_conv2d_torch
+from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch
+
+# a plain box, one crossing the border, one with x2 < x1 (negative size), a degenerate one (no samples when
+# adaptive), one in the second image
+ROIS = torch.tensor([[0, 1.0, 1.0, 12.0, 14.0], [1, -6.0, 3.0, 9.0, 21.0], [0, 9.0, 2.0, 3.0, 8.0],
+                     [1, 5.0, 5.0, 5.0, 5.0], [1, 3.5, 0.0, 9.0, 15.0]], dtype=torch.float64)
+
+
+def _record_keeping(monkeypatch, op_name, output):
+    """Wraps ``_ops.<op_name>``; returns the list that records, per call, whether its ``output`` was kept."""
+    kept = []
+    op = getattr(_ops, op_name)
+
+    def spy(*args):
+        out = op(*args)
+        kept.append(out[output].numel() > 0)
+        return out
+
+    monkeypatch.setattr(_ops, op_name, spy)
+    return kept
 
 
 def _conv_inputs(groups, dg, modulated, dtype=torch.float64):
@@ -39,15 +59,7 @@ def test_conv_backward_from_kept_columns_equals_rebuilt_and_autograd(groups, dg,
 
 
 def test_conv_keeps_columns_only_for_a_weight_gradient(monkeypatch):
-    kept = []
-    op = _ops._deform_conv2d
-
-    def spy(*args):
-        out = op(*args)
-        kept.append(out[1].numel() > 0)
-        return out
-
-    monkeypatch.setattr(_ops, "_deform_conv2d", spy)
+    kept = _record_keeping(monkeypatch, "_deform_conv2d", 1)
     x, offset, mask, weight, bias = _conv_inputs(1, 1, True, torch.float32)
     deform_conv2d(x, offset, weight, bias, 1, 1, mask=mask)  # training: the weight gradient needs the columns
     with torch.no_grad():  # inference
@@ -60,3 +72,54 @@ def test_opcheck_keeping_columns():
     x, offset, mask, weight, bias = _conv_inputs(2, 2, True, torch.float32)
     torch.library.opcheck(torch.ops.det_dcn.deform_conv2d.default,
                           (x, offset, mask, weight, bias, [1, 1], [1, 1], [1, 1], True))
+
+
+def _pool_inputs(dtype=torch.float64):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 9, 10, generator=g, dtype=dtype, requires_grad=True)
+    offset = (torch.randn(5, 2, 2, 3, generator=g, dtype=dtype) * 0.7).requires_grad_()
+    return x, ROIS.to(dtype), offset
+
+
+@pytest.mark.parametrize("sampling_ratio", [0, 2])
+@pytest.mark.parametrize("with_offset", [True, False])
+def test_pool_backward_from_kept_plan_equals_rebuilt_and_autograd(sampling_ratio, with_offset):
+    x, rois, offset = _pool_inputs()
+    offset = offset if with_offset else None
+    leaves = [x] + ([offset] if with_offset else [])
+    params = ([2, 3], 0.75, sampling_ratio, 0.3)
+    grad = torch.randn(5, 3, 2, 3, dtype=torch.float64)
+    results = []
+    for keep in (True, False):
+        out, index, weight, bag_offsets, slope, table = _ops._deform_roi_pool(x, rois, offset, *params, keep)
+        assert bag_offsets.numel() == (5 * 6 if keep else 0) and index.shape == weight.shape
+        assert slope.shape == ((index.numel(), 2) if keep and with_offset else (0,))
+        assert table.shape == ((2 * 9 * 10, 3) if keep and with_offset else (0,))
+        results.append([out, *torch.autograd.grad(out, leaves, grad)])
+    out = deform_roi_pool_torch(x, rois, offset, *params)
+    results.append([out, *torch.autograd.grad(out, leaves, grad)])
+    for kept, rebuilt, reference in zip(*results):
+        torch.testing.assert_close(kept, rebuilt)
+        torch.testing.assert_close(kept, reference)
+
+
+def test_pool_gradcheck_from_kept_plan():
+    x, rois, offset = _pool_inputs()
+    torch.autograd.gradcheck(lambda x, o: _ops._deform_roi_pool(x, rois, o, [2, 3], 0.75, 0, 0.3, True)[0],
+                             (x, offset))
+
+
+def test_pool_keeps_plan_only_for_a_gradient(monkeypatch):
+    kept = _record_keeping(monkeypatch, "_deform_roi_pool", 3)
+    x, rois, offset = _pool_inputs(torch.float32)
+    deform_roi_pool(x, rois, offset, (2, 3), 0.75)  # training
+    ROIAlign((2, 3), 0.75, 0, aligned=True)(x, rois[[0, 1, 3, 4]])  # input gradient only (ordered boxes)
+    with torch.no_grad():  # inference
+        deform_roi_pool(x, rois, offset, (2, 3), 0.75)
+    deform_roi_pool(x.detach(), rois, offset.detach(), (2, 3), 0.75)  # nothing requires grad
+    assert kept == [True, True, False, False]
+
+
+def test_opcheck_keeping_plan():
+    x, rois, offset = _pool_inputs(torch.float32)
+    torch.library.opcheck(torch.ops.det_dcn.deform_roi_pool.default, (x, rois, offset, [2, 3], 0.75, 0, 0.3, True))
