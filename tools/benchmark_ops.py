@@ -11,6 +11,7 @@ machines. CPU runs use one thread by default (--threads). CPU peak memory is the
     python tools/benchmark_ops.py --device cuda --repeats 20
     python tools/benchmark_ops.py --quick            # small shapes, a smoke test
     python tools/benchmark_ops.py --registry         # registered ops vs the same code under plain autograd
+    python tools/benchmark_ops.py --registry --inference   # ... and both forward only under torch.no_grad()
 """
 
 import argparse
@@ -98,8 +99,16 @@ def conv_cases(args):
 
 def registry_cases(args):
     """The registered ops (det_dcn::, with their backward ops and the RoI checks) against the same plain PyTorch
-    code differentiated by autograd, which is how the layers ran before they were operators."""
-    def roi_setup(device, sampling, what):
+    code differentiated by autograd, which is how the layers ran before they were operators; then both forward
+    only under torch.no_grad() (inference: the ops must keep nothing for a backward there)."""
+    def run(fn, grad, train):
+        if train:
+            fn().backward(grad)
+        else:
+            with torch.no_grad():
+                fn()
+
+    def roi_setup(device, sampling, what, train=True):
         g = torch.Generator().manual_seed(0)
         scale = args.feature_hw[0] / IMAGE_HW[0]
         x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).to(device).requires_grad_()
@@ -109,32 +118,37 @@ def registry_cases(args):
         grad = torch.randn(args.rois, args.channels, 7, 7, generator=g).to(device)
         align = ROIAlign(7, scale, sampling, aligned=True)
 
-        def autograd():
-            deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling, 0.1 if offset is not None else 0.0
-                                  ).backward(grad)
+        def plain():
+            return deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling,
+                                         0.1 if offset is not None else 0.0)
 
         def op():
-            (align(x, rois) if offset is None else deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1)
-             ).backward(grad)
-        return autograd, op
+            return align(x, rois) if offset is None else deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1)
+        return lambda: run(plain, grad, train), lambda: run(op, grad, train)
 
-    def conv_setup(device, channels, hw):
+    def conv_setup(device, channels, hw, train=True):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(args.images, channels, *hw, generator=g).to(device).requires_grad_()
         dcn = DeformConv2d(channels, channels, 3, padding=1).to(device)
         offset = (torch.randn(args.images, 18, *hw, generator=g) * 0.5).to(device).requires_grad_()
         grad = torch.randn(args.images, channels, *hw, generator=g).to(device)
 
-        def autograd():
-            deform_conv2d_torch(x, offset, None, dcn.weight, None, (1, 1), (1, 1), (1, 1)).backward(grad)
-        return autograd, lambda: dcn(x, offset).backward(grad)
+        def plain():
+            return deform_conv2d_torch(x, offset, None, dcn.weight, None, (1, 1), (1, 1), (1, 1))
+        return lambda: run(plain, grad, train), lambda: run(lambda: dcn(x, offset), grad, train)
 
     cases = [(f"deform_roi_pool s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "pool"))
              for s in args.sampling]
     cases += [(f"ROIAlign s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "roi_align")) for s in args.sampling]
-    for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES):
-        hw = (hw[0] // 4, hw[1] // 4) if args.quick else hw
+    convs = [(name, channels, (hw[0] // 4, hw[1] // 4) if args.quick else hw)
+             for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES)]
+    for name, channels, hw in convs:
         cases.append((f"DeformConv2d {name} [op]", "autograd", lambda d, c=channels, hw=hw: conv_setup(d, c, hw)))
+    if args.inference:
+        cases += [(f"deform_roi_pool s={s} [op, no_grad]", "no_grad", lambda d, s=s: roi_setup(d, s, "pool", False))
+                  for s in args.sampling]
+        cases += [(f"DeformConv2d {name} [op, no_grad]", "no_grad",
+                   lambda d, c=channels, hw=hw: conv_setup(d, c, hw, False)) for name, channels, hw in convs]
     return cases
 
 
@@ -230,7 +244,7 @@ def format_row(row):
 
 
 def print_table(rows, args):
-    print(f"fwd+bwd, median of repeats; RoIs: {args.rois} boxes, sides log-uniform in [{args.roi_min:g}, "
+    print(f"fwd+bwd (no_grad rows: forward only), median of repeats; RoIs: {args.rois} boxes, sides log-uniform in [{args.roi_min:g}, "
           f"{args.roi_max:g}] px on an {IMAGE_HW[0]}x{IMAGE_HW[1]} image, feature map {args.images}x{args.channels}x"
           f"{args.feature_hw[0]}x{args.feature_hw[1]}, 7x7 bins; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
@@ -260,6 +274,8 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     p.add_argument("--registry", action="store_true",
                    help="instead: the registered ops against the same code run through autograd (op overhead)")
+    p.add_argument("--inference", action="store_true",
+                   help="with --registry: also forward only under torch.no_grad(), the op against the plain code")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: torchvision's CPU RoI kernels are single-threaded, and one "
                         "thread keeps the ratios stable on a shared machine; 0 = torch's default)")

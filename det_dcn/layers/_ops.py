@@ -1,10 +1,15 @@
 """det_dcn's operators in torch's operator registry (namespace ``det_dcn``), so that autograd, autocast,
 ``torch.compile`` and ``torch.export`` treat them like torchvision's ops:
 
-- ``det_dcn::deform_roi_pool(input, rois, offset?, output_size, spatial_scale, sampling_ratio, gamma)`` and its
-  ``det_dcn::deform_roi_pool_backward``;
-- ``det_dcn::deform_conv2d(input, offset, mask?, weight, bias?, stride, padding, dilation)`` and its
-  ``det_dcn::deform_conv2d_backward``.
+- ``det_dcn::deform_roi_pool(input, rois, offset?, output_size, spatial_scale, sampling_ratio, gamma,
+  keep_plan=False) -> (output, *plan)`` and its ``det_dcn::deform_roi_pool_backward``;
+- ``det_dcn::deform_conv2d(input, offset, mask?, weight, bias?, stride, padding, dilation, keep_columns=False)
+  -> (output, columns)`` and its ``det_dcn::deform_conv2d_backward``.
+
+The forward ops return what their backward needs as extra outputs (torch.library's way of saving intermediates):
+the gather plan, the deformed columns. They are kept only when asked (else empty tensors); the Python entry points
+:func:`deform_roi_pool_op` / :func:`deform_conv2d_op`, which every layer calls, return the output alone and ask
+only when a gradient will need them, so inference keeps nothing. The backward ops rebuild what was not kept.
 
 Each op has one kernel for every device; it asks ``_dispatch.implementation`` which implementation to run there
 (torch / Triton / torchvision). Fake kernels give the output shapes to the tracers (the real kernels read RoI
