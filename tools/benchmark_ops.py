@@ -12,6 +12,7 @@ machines. CPU runs use one thread by default (--threads). CPU peak memory is the
     python tools/benchmark_ops.py --quick            # small shapes, a smoke test
     python tools/benchmark_ops.py --registry         # registered ops vs the same code under plain autograd
     python tools/benchmark_ops.py --registry --inference   # ... and both forward only under torch.no_grad()
+    python tools/benchmark_ops.py --kept             # ops keeping their intermediates vs rebuilding them, CPU
 """
 
 import argparse
@@ -24,7 +25,7 @@ import torch
 from torchvision.ops import roi_align
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, ROIAlign, deform_roi_pool  # noqa: E402
+from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, ROIAlign, _ops, deform_roi_pool  # noqa: E402
 from det_dcn.layers.deform_conv_torch import deform_conv2d_torch  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 from det_dcn.testing import time_interleaved  # noqa: E402
@@ -152,6 +153,52 @@ def registry_cases(args):
     return cases
 
 
+def kept_cases(args):
+    """[(name, {label: fwd+bwd fn})], CPU: each registered op keeping its intermediates for the backward (the
+    gather plan, the columns: how the layers call it when training), the same op rebuilding them in its backward
+    (as before they were kept; still deform_roi_pool's path under torch.compile), and the plain code under
+    autograd. Timed interleaved in one process, so the load of a shared machine hits all three alike."""
+    g = torch.Generator().manual_seed(0)
+    scale = args.feature_hw[0] / IMAGE_HW[0]
+    x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).requires_grad_()
+    rois = make_rois(args.rois, args.images, IMAGE_HW, args.roi_min, args.roi_max, g)
+    offset = (torch.randn(args.rois, 2, 7, 7, generator=g) * 0.1).requires_grad_()
+    grad = torch.randn(args.rois, args.channels, 7, 7, generator=g)
+    cases = []
+    for sampling in args.sampling:
+        for name, off in (("deform_roi_pool", offset), ("ROIAlign aligned", None)):
+            pool = (x, rois, off, (7, 7), scale, sampling, 0.0 if off is None else 0.1)
+            fns = {how: (lambda keep=keep, pool=pool: _ops._deform_roi_pool(*pool, keep)[0].backward(grad))
+                   for how, keep in (("kept", True), ("rebuilt", False))}
+            fns["autograd"] = lambda pool=pool: deform_roi_pool_torch(*pool).backward(grad)
+            cases.append((f"{name} s={sampling}", fns))
+    for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES):
+        hw = (hw[0] // 4, hw[1] // 4) if args.quick else hw
+        xc = torch.randn(args.images, channels, *hw, generator=g).requires_grad_()
+        weight = DeformConv2d(channels, channels, 3, padding=1).weight
+        conv = (xc, (torch.randn(args.images, 18, *hw, generator=g) * 0.5).requires_grad_(), None, weight, None,
+                (1, 1), (1, 1), (1, 1))
+        gc = torch.randn(args.images, channels, *hw, generator=g)
+        fns = {how: (lambda keep=keep, conv=conv, gc=gc: _ops._deform_conv2d(*conv, keep)[0].backward(gc))
+               for how, keep in (("kept", True), ("rebuilt", False))}
+        fns["autograd"] = lambda conv=conv, gc=gc: deform_conv2d_torch(*conv).backward(gc)
+        cases.append((f"DeformConv2d {name}", fns))
+    return cases
+
+
+def run_kept(args):
+    warmup = args.warmup if args.warmup is not None else 1
+    repeats = args.repeats if args.repeats is not None else 5
+    print(f"CPU fwd+bwd, median of {repeats} interleaved rounds (ms); shapes as the other tables; "
+          f"{torch.get_num_threads()} CPU threads")
+    print("| op                       |  kept | rebuilt | autograd | kept / rebuilt | kept / autograd |")
+    print("|--------------------------|------:|--------:|---------:|---------------:|----------------:|")
+    for name, fns in kept_cases(args):
+        t = {k: m.median * 1e3 for k, m in time_interleaved(fns, repeats, warmup).items()}
+        print(f"| {name:24s} | {t['kept']:5.0f} | {t['rebuilt']:7.0f} | {t['autograd']:8.0f} "
+              f"| {t['kept'] / t['rebuilt']:13.2f}x | {t['kept'] / t['autograd']:14.2f}x |", flush=True)
+
+
 # ------------------------------------------------------------------------------------------------------- measuring
 def _rss_kb(field):
     with open("/proc/self/status") as f:
@@ -274,6 +321,9 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     p.add_argument("--registry", action="store_true",
                    help="instead: the registered ops against the same code run through autograd (op overhead)")
+    p.add_argument("--kept", action="store_true",
+                   help="instead: CPU, each op keeping its intermediates for the backward vs rebuilding them vs "
+                        "autograd, interleaved in one process")
     p.add_argument("--inference", action="store_true",
                    help="with --registry: also forward only under torch.no_grad(), the op against the plain code")
     p.add_argument("--threads", type=int, default=1,
@@ -290,6 +340,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.kept:
+        return run_kept(args)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":

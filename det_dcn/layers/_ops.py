@@ -112,6 +112,18 @@ def deform_roi_pool_op(input: Tensor, rois: Tensor, offset: Optional[Tensor], ou
     return _deform_roi_pool(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, keep)[0]
 
 
+def _plan_kept(plan: Sequence[Tensor]) -> bool:
+    return len(plan) == 5 and plan[2].numel() > 0  # bag offsets: one per bin when kept
+
+
+def _pool_grad_format(plan: Sequence[Tensor]) -> torch.memory_format:
+    """Memory format of the input gradient, the same in the real and the fake kernel. The torch path computes it
+    channels-last (it gathers from a channels-last copy of the input); with a kept plan (eager mode only) it is
+    returned so, as autograd would, sparing a transposing copy (its consumer, e.g. autograd's accumulation, reads
+    either layout); else contiguous, the layout torch.compile's graphs expect."""
+    return torch.channels_last if _plan_kept(plan) else torch.contiguous_format
+
+
 @torch.library.custom_op("det_dcn::deform_roi_pool_backward", mutates_args=())
 def deform_roi_pool_backward_op(grad: Tensor, input: Tensor, rois: Tensor, offset: Optional[Tensor],
                                 output_size: Sequence[int], spatial_scale: float, sampling_ratio: int, gamma: float,
@@ -126,16 +138,16 @@ def deform_roi_pool_backward_op(grad: Tensor, input: Tensor, rois: Tensor, offse
         grads = _run_fused("deform_roi_pool", deform_roi_pool_triton_backward,
                            lambda *a: _with_autograd(deform_roi_pool_torch_backward, *a), *args)
     else:
-        kept = len(plan) == 5 and plan[2].numel() > 0  # bag offsets: one per bin when kept
-        grads = _with_autograd(deform_roi_pool_torch_backward, *args, tuple(plan) if kept else None)
-    return _empty_if_none(grads[0], input), _empty_if_none(grads[1], input)
+        grads = _with_autograd(deform_roi_pool_torch_backward, *args, tuple(plan) if _plan_kept(plan) else None)
+    grad_input = None if grads[0] is None else grads[0].contiguous(memory_format=_pool_grad_format(plan))
+    return _empty_if_none(grad_input, input), _empty_if_none(grads[1], input)
 
 
 @deform_roi_pool_backward_op.register_fake
 def _(grad, input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, input_grad, offset_grad,
       plan):
     want_offset = offset_grad and offset is not None
-    return (torch.empty_like(input) if input_grad else input.new_empty(0),
+    return (torch.empty_like(input, memory_format=_pool_grad_format(plan)) if input_grad else input.new_empty(0),
             torch.empty_like(offset) if want_offset else input.new_empty(0))
 
 

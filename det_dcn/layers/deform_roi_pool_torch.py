@@ -265,7 +265,8 @@ def deform_roi_pool_torch_backward(grad: torch.Tensor, input: torch.Tensor, rois
         input_grad, offset_grad (bool): which gradients to compute.
 
     Returns:
-        grad_input (Tensor[N, C, H, W] or None), grad_offset (Tensor[R, 2, PH, PW] or None)
+        grad_input (Tensor[N, C, H, W] or None; channels-last strides when computed), grad_offset
+        (Tensor[R, 2, PH, PW] or None)
     """
     n, c, height, width = input.shape
     grad_input = torch.zeros_like(input) if input_grad else None
@@ -290,7 +291,7 @@ def deform_roi_pool_torch_backward(grad: torch.Tensor, input: torch.Tensor, rois
     if input_grad:
         rows = torch.ops.aten._embedding_bag_dense_backward(g, index, offset2bag, sizes, sizes.new_zeros(0),
                                                             n * height * width, False, 0, weight.detach(), -1)
-        grad_input = rows.view(n, height, width, c).permute(0, 3, 1, 2).contiguous()
+        grad_input = rows.view(n, height, width, c).permute(0, 3, 1, 2)  # channels-last strides, as autograd's
     if want_offset:
         grad_weight = torch.ops.aten._embedding_bag_per_sample_weights_backward(
             g, _channels_last_rows(input) if table is None else table, index, offsets, offset2bag, 0, -1)
