@@ -69,7 +69,7 @@ def _keeps_plan(keep: bool, device_type: str) -> bool:
 def _deform_roi_pool(input: Tensor, rois: Tensor, offset: Optional[Tensor], output_size: Sequence[int],
                      spatial_scale: float, sampling_ratio: int, gamma: float,
                      keep_plan: bool = False) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """(output [R, C, PH, PW], index [E], weight [E], bag_offsets [R * PH * PW], slope [E, 2], table
+    """(output [R, C, PH, PW], index [E], weight [E], bag_offsets [R * PH * PW], slope [2, E], table
     [N * H * W, C]): the gather plan the backward needs (``deform_roi_pool_torch_forward``; slope and table are
     [0] without offsets), kept only when ``keep_plan`` (and the torch implementation runs), else empty tensors.
     E is data-dependent."""
@@ -96,7 +96,7 @@ def _(input, rois, offset, output_size, spatial_scale, sampling_ratio, gamma, ke
     bins = rois.shape[0] * output_size[0] * output_size[1]
     n, c, height, width = input.shape
     return (out, input.new_empty(entries, dtype=torch.long), input.new_empty(entries),
-            input.new_empty(bins, dtype=torch.long), input.new_empty((entries, 2) if offset is not None else (0,)),
+            input.new_empty(bins, dtype=torch.long), input.new_empty((2, entries) if offset is not None else (0,)),
             input.new_empty((n * height * width, c) if offset is not None else (0,)))
 
 

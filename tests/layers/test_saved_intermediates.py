@@ -93,7 +93,7 @@ def test_pool_backward_from_kept_plan_equals_rebuilt_and_autograd(sampling_ratio
     for keep in (True, False):
         out, index, weight, bag_offsets, slope, table = _ops._deform_roi_pool(x, rois, offset, *params, keep)
         assert bag_offsets.numel() == (5 * 6 if keep else 0) and index.shape == weight.shape
-        assert slope.shape == ((index.numel(), 2) if keep and with_offset else (0,))
+        assert slope.shape == ((2, index.numel()) if keep and with_offset else (0,))
         assert table.shape == ((2 * 9 * 10, 3) if keep and with_offset else (0,))
         results.append([out, *torch.autograd.grad(out, leaves, grad)])
     out = deform_roi_pool_torch(x, rois, offset, *params)
