@@ -11,6 +11,8 @@ machines. CPU runs use one thread by default (--threads). CPU peak memory is the
     python tools/benchmark_ops.py --device cuda --repeats 20
     python tools/benchmark_ops.py --quick            # small shapes, a smoke test
     python tools/benchmark_ops.py --registry         # registered ops vs the same code under plain autograd
+    python tools/benchmark_ops.py --registry --inference   # ... and both forward only under torch.no_grad()
+    python tools/benchmark_ops.py --kept             # ops keeping their intermediates vs rebuilding them, CPU
 """
 
 import argparse
@@ -23,7 +25,7 @@ import torch
 from torchvision.ops import roi_align
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, ROIAlign, deform_roi_pool  # noqa: E402
+from det_dcn.layers import DeformConv2d, ModulatedDeformConv2dPack, ROIAlign, _ops, deform_roi_pool  # noqa: E402
 from det_dcn.layers.deform_conv_torch import deform_conv2d_torch  # noqa: E402
 from det_dcn.layers.deform_roi_pool_torch import deform_roi_pool_torch  # noqa: E402
 from det_dcn.testing import time_interleaved  # noqa: E402
@@ -98,8 +100,16 @@ def conv_cases(args):
 
 def registry_cases(args):
     """The registered ops (det_dcn::, with their backward ops and the RoI checks) against the same plain PyTorch
-    code differentiated by autograd, which is how the layers ran before they were operators."""
-    def roi_setup(device, sampling, what):
+    code differentiated by autograd, which is how the layers ran before they were operators; then both forward
+    only under torch.no_grad() (inference: the ops must keep nothing for a backward there)."""
+    def run(fn, grad, train):
+        if train:
+            fn().backward(grad)
+        else:
+            with torch.no_grad():
+                fn()
+
+    def roi_setup(device, sampling, what, train=True):
         g = torch.Generator().manual_seed(0)
         scale = args.feature_hw[0] / IMAGE_HW[0]
         x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).to(device).requires_grad_()
@@ -109,33 +119,88 @@ def registry_cases(args):
         grad = torch.randn(args.rois, args.channels, 7, 7, generator=g).to(device)
         align = ROIAlign(7, scale, sampling, aligned=True)
 
-        def autograd():
-            deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling, 0.1 if offset is not None else 0.0
-                                  ).backward(grad)
+        def plain():
+            return deform_roi_pool_torch(x, rois, offset, (7, 7), scale, sampling,
+                                         0.1 if offset is not None else 0.0)
 
         def op():
-            (align(x, rois) if offset is None else deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1)
-             ).backward(grad)
-        return autograd, op
+            return align(x, rois) if offset is None else deform_roi_pool(x, rois, offset, 7, scale, sampling, 0.1)
+        return lambda: run(plain, grad, train), lambda: run(op, grad, train)
 
-    def conv_setup(device, channels, hw):
+    def conv_setup(device, channels, hw, train=True):
         g = torch.Generator().manual_seed(0)
         x = torch.randn(args.images, channels, *hw, generator=g).to(device).requires_grad_()
         dcn = DeformConv2d(channels, channels, 3, padding=1).to(device)
         offset = (torch.randn(args.images, 18, *hw, generator=g) * 0.5).to(device).requires_grad_()
         grad = torch.randn(args.images, channels, *hw, generator=g).to(device)
 
-        def autograd():
-            deform_conv2d_torch(x, offset, None, dcn.weight, None, (1, 1), (1, 1), (1, 1)).backward(grad)
-        return autograd, lambda: dcn(x, offset).backward(grad)
+        def plain():
+            return deform_conv2d_torch(x, offset, None, dcn.weight, None, (1, 1), (1, 1), (1, 1))
+        return lambda: run(plain, grad, train), lambda: run(lambda: dcn(x, offset), grad, train)
 
     cases = [(f"deform_roi_pool s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "pool"))
              for s in args.sampling]
     cases += [(f"ROIAlign s={s} [op]", "autograd", lambda d, s=s: roi_setup(d, s, "roi_align")) for s in args.sampling]
+    convs = [(name, channels, (hw[0] // 4, hw[1] // 4) if args.quick else hw)
+             for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES)]
+    for name, channels, hw in convs:
+        cases.append((f"DeformConv2d {name} [op]", "autograd", lambda d, c=channels, hw=hw: conv_setup(d, c, hw)))
+    if args.inference:
+        cases += [(f"deform_roi_pool s={s} [op, no_grad]", "no_grad", lambda d, s=s: roi_setup(d, s, "pool", False))
+                  for s in args.sampling]
+        cases += [(f"DeformConv2d {name} [op, no_grad]", "no_grad",
+                   lambda d, c=channels, hw=hw: conv_setup(d, c, hw, False)) for name, channels, hw in convs]
+    return cases
+
+
+def kept_cases(args):
+    """[(name, {label: fwd+bwd fn})], CPU: each registered op keeping its intermediates for the backward (the
+    gather plan, the columns: how the layers call it when training), the same op rebuilding them in its backward
+    (as before they were kept; still deform_roi_pool's path under torch.compile), and the plain code under
+    autograd. Timed interleaved in one process, so the load of a shared machine hits all three alike."""
+    g = torch.Generator().manual_seed(0)
+    scale = args.feature_hw[0] / IMAGE_HW[0]
+    x = torch.randn(args.images, args.channels, *args.feature_hw, generator=g).requires_grad_()
+    rois = make_rois(args.rois, args.images, IMAGE_HW, args.roi_min, args.roi_max, g)
+    offset = (torch.randn(args.rois, 2, 7, 7, generator=g) * 0.1).requires_grad_()
+    grad = torch.randn(args.rois, args.channels, 7, 7, generator=g)
+    cases = []
+    for sampling in args.sampling:
+        for name, off in (("deform_roi_pool", offset), ("ROIAlign aligned", None)):
+            pool = (x, rois, off, (7, 7), scale, sampling, 0.0 if off is None else 0.1)
+            fns = {how: (lambda keep=keep, pool=pool: _ops._deform_roi_pool(*pool, keep)[0].backward(grad))
+                   for how, keep in (("kept", True), ("rebuilt", False))}
+            fns["autograd"] = lambda pool=pool: deform_roi_pool_torch(*pool).backward(grad)
+            cases.append((f"{name} s={sampling}", fns))
     for name, channels, hw in (CONV_SHAPES[:1] if args.quick else CONV_SHAPES):
         hw = (hw[0] // 4, hw[1] // 4) if args.quick else hw
-        cases.append((f"DeformConv2d {name} [op]", "autograd", lambda d, c=channels, hw=hw: conv_setup(d, c, hw)))
+        xc = torch.randn(args.images, channels, *hw, generator=g).requires_grad_()
+        weight = DeformConv2d(channels, channels, 3, padding=1).weight
+        conv = (xc, (torch.randn(args.images, 18, *hw, generator=g) * 0.5).requires_grad_(), None, weight, None,
+                (1, 1), (1, 1), (1, 1))
+        gc = torch.randn(args.images, channels, *hw, generator=g)
+        fns = {how: (lambda keep=keep, conv=conv, gc=gc: _ops._deform_conv2d(*conv, keep)[0].backward(gc))
+               for how, keep in (("kept", True), ("rebuilt", False))}
+        fns["autograd"] = lambda conv=conv, gc=gc: deform_conv2d_torch(*conv).backward(gc)
+        cases.append((f"DeformConv2d {name}", fns))
     return cases
+
+
+def run_kept(args):
+    warmup = args.warmup if args.warmup is not None else 1
+    repeats = args.repeats if args.repeats is not None else 5
+    print(f"CPU fwd+bwd (ms), median of {repeats} interleaved rounds, ratios of the medians and (best) of the "
+          f"fastest rounds (a shared machine only adds time); shapes as the other tables; "
+          f"{torch.get_num_threads()} CPU threads")
+    print("| op                       |  kept | rebuilt | autograd | kept / rebuilt (best) | kept / autograd (best) |")
+    print("|--------------------------|------:|--------:|---------:|----------------------:|-----------------------:|")
+    for name, fns in kept_cases(args):
+        got = time_interleaved(fns, repeats, warmup)
+        t = {k: m.median * 1e3 for k, m in got.items()}
+        best = {k: min(m.raw_times) for k, m in got.items()}
+        print(f"| {name:24s} | {t['kept']:5.0f} | {t['rebuilt']:7.0f} | {t['autograd']:8.0f} "
+              f"| {t['kept'] / t['rebuilt']:6.2f}x ({best['kept'] / best['rebuilt']:.2f}x)       "
+              f"| {t['kept'] / t['autograd']:6.2f}x ({best['kept'] / best['autograd']:.2f}x)        |", flush=True)
 
 
 # ------------------------------------------------------------------------------------------------------- measuring
@@ -230,7 +295,7 @@ def format_row(row):
 
 
 def print_table(rows, args):
-    print(f"fwd+bwd, median of repeats; RoIs: {args.rois} boxes, sides log-uniform in [{args.roi_min:g}, "
+    print(f"fwd+bwd (no_grad rows: forward only), median of repeats; RoIs: {args.rois} boxes, sides log-uniform in [{args.roi_min:g}, "
           f"{args.roi_max:g}] px on an {IMAGE_HW[0]}x{IMAGE_HW[1]} image, feature map {args.images}x{args.channels}x"
           f"{args.feature_hw[0]}x{args.feature_hw[1]}, 7x7 bins; torch {torch.__version__}, "
           f"{torch.get_num_threads()} CPU threads")
@@ -260,6 +325,11 @@ def parse_args(argv=None):
     p.add_argument("--quick", action="store_true", help="small shapes (smoke test)")
     p.add_argument("--registry", action="store_true",
                    help="instead: the registered ops against the same code run through autograd (op overhead)")
+    p.add_argument("--kept", action="store_true",
+                   help="instead: CPU, each op keeping its intermediates for the backward vs rebuilding them vs "
+                        "autograd, interleaved in one process")
+    p.add_argument("--inference", action="store_true",
+                   help="with --registry: also forward only under torch.no_grad(), the op against the plain code")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (default 1: torchvision's CPU RoI kernels are single-threaded, and one "
                         "thread keeps the ratios stable on a shared machine; 0 = torch's default)")
@@ -274,6 +344,8 @@ def main(argv=None):
     args = parse_args(argv)
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    if args.kept:
+        return run_kept(args)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
     if "cuda" in devices and not torch.cuda.is_available():
         if args.device == "cuda":
