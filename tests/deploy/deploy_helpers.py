@@ -28,6 +28,9 @@ VARIANTS = {
     "multigrid": ("faster_rcnn_shapes_mdconv.yaml", _BN + ["MODEL.RESNETS.RES5_MULTI_GRID", [1, 2]]),
     "gn": ("faster_rcnn_shapes_mdconv_mdpool.yaml", []),
 }
+# random_detector's seed per variant where seed 0 detects (almost) nothing on the test images (mdconv: 1 detection
+# over IMAGE_SIZES with seed 0, 208 with seed 1), which would leave the comparison empty
+VARIANT_SEEDS = {"mdconv": 1, "multigrid": 1}
 SCORE_THRESH = 0.3
 
 

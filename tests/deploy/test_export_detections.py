@@ -20,8 +20,8 @@ from det_dcn.deploy import OnnxPredictor
 from det_dcn.deploy.export import export_onnx, export_program, load_program, save_program
 from det_dcn.engine.predictor import DefaultPredictor
 
-from deploy_helpers import (IMAGE_SIZES, REPO, VARIANTS, count_matched, flat_image, make_image, random_detector,
-                            variant_cfg)
+from deploy_helpers import (IMAGE_SIZES, REPO, VARIANT_SEEDS, VARIANTS, count_matched, flat_image, make_image,
+                            random_detector, variant_cfg)
 
 DEFAULT_VARIANTS = ("mdconv_mdpool",)
 PARAMS = [pytest.param(n, marks=() if n in DEFAULT_VARIANTS else pytest.mark.slow) for n in VARIANTS]
@@ -37,7 +37,7 @@ def exported(tmp_path_factory):
             folder = tmp_path_factory.mktemp(name)
             cfg = variant_cfg(name)
             weights = str(folder / "weights.pth")
-            torch.save({"model": random_detector(cfg).state_dict()}, weights)
+            torch.save({"model": random_detector(cfg, VARIANT_SEEDS.get(name, 0)).state_dict()}, weights)
             cfg.MODEL.WEIGHTS = weights
             predictor = DefaultPredictor(cfg)
             program = export_program(predictor.model, cfg)
