@@ -12,9 +12,11 @@ Exports trace with torch.export first (minutes).
 
     python tools/benchmark_export.py                       # plain, dconv, dpool at 800 x 1216, 3 timed runs each
     python tools/benchmark_export.py --variants plain --size 320 --iters 2
+    python tools/benchmark_export.py --variants plain --threads 1 --no-compile --profile   # where onnxruntime's time goes
 """
 
 import argparse
+import functools
 import os
 import sys
 import tempfile
@@ -45,27 +47,29 @@ def parse_args(argv=None):
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     p.add_argument("--threads", type=int, default=0, help="torch and onnxruntime threads (0: their defaults)")
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
+    p.add_argument("--profile", action="store_true",
+                   help="also print onnxruntime's time per ONNX operator type for each exported model")
     p.add_argument("--dpool-sampling-ratio", type=int, default=2,
                    help="POOLER_SAMPLING_RATIO of the dpool variant in all paths (its config's 0, adaptive, pads "
                         "every RoI of the ONNX graph to the largest per-axis sample counts: tens of GB at 800 px)")
     return p.parse_args(argv)
 
 
-def _ort_call(model, cfg, folder: str, name: str, image_hwc: np.ndarray, threads: int):
+def _ort_predictor(model, cfg, folder: str, name: str, threads: int, profile: bool) -> OnnxPredictor:
     path = os.path.join(folder, f"{name}.onnx")
     start = time.perf_counter()
     export_onnx(model, cfg, path)
     print(f"[{name}] exported to ONNX in {time.perf_counter() - start:.0f} s", flush=True)
-    predictor = OnnxPredictor(path)
-    if threads:
-        import onnxruntime
+    return OnnxPredictor(path, threads=threads, profile=profile)
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        predictor.session = onnxruntime.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    bgr = image_hwc[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image_hwc  # OnnxPredictor takes BGR
-    bgr = np.ascontiguousarray(bgr)
-    return lambda: predictor(bgr)
+
+def _print_op_times(predictors: dict) -> None:
+    for name, predictor in predictors.items():
+        print(f"\n[{name}] onnxruntime time per operator type, per image (warm-up and timed runs)\n"
+              f"| operator | nodes | ms | share |\n|---|--:|--:|--:|")
+        for row in predictor.op_times():
+            if row["share"] >= 0.001:
+                print(f"| {row['op']} | {row['nodes']} | {row['ms']:.1f} | {100 * row['share']:.1f}% |")
 
 
 def _eager_calls(model, image_chw: torch.Tensor, compile_: bool):
@@ -105,6 +109,7 @@ def run(args) -> dict:
             tv(tv_image)
 
     calls = {"torchvision eager": torchvision_eager}
+    predictors = {}
     with tempfile.TemporaryDirectory() as folder:
         for name in args.variants:
             if name == "plain":
@@ -118,7 +123,9 @@ def run(args) -> dict:
                     print(f"[{name}] POOLER_SAMPLING_RATIO {args.dpool_sampling_ratio} in all paths", flush=True)
             for kind, fn in _eager_calls(model, image, not args.no_compile).items():
                 calls[f"{name} det_dcn {kind}"] = fn
-            calls[f"{name} onnxruntime"] = _ort_call(model.eval(), cfg, folder, name, image_hwc, args.threads)
+            predictors[name] = _ort_predictor(model.eval(), cfg, folder, name, args.threads, args.profile)
+            bgr = np.ascontiguousarray(image_hwc[:, :, ::-1] if cfg.INPUT.FORMAT == "RGB" else image_hwc)
+            calls[f"{name} onnxruntime"] = functools.partial(predictors[name], bgr)  # OnnxPredictor takes BGR
         print("timing...", flush=True)
         results = {k: m.median for k, m in time_interleaved(calls, args.iters, args.warmup).items()}
     base = results["torchvision eager"]
@@ -126,6 +133,8 @@ def run(args) -> dict:
     for name, t in results.items():
         print(f"| {name} | {t * 1000:.0f} | {t / base:.2f}x |")
     print(f"load average at end {os.getloadavg()[0]:.1f}")
+    if args.profile:
+        _print_op_times(predictors)
     return results
 
 

@@ -445,7 +445,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if base is not None:
             base["done"].wait()  # a fine-tune needs the plain run's final weights
         log = os.path.join(log_dir, f"{plan['name']}_seed{plan['seed']}.log")
-        print(f"[start] {plan['key']}: {plan['max_iter']} iterations, log {log}", flush=True)
+        # one write per line: print() writes the text and its newline separately, so two threads' lines could merge
+        sys.stdout.write(f"[start] {plan['key']}: {plan['max_iter']} iterations, log {log}\n")
+        sys.stdout.flush()
         try:
             return run_plan(plan, log, args.timeout)
         finally:

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from det_dcn.deploy.deform_roi_pool_export import deform_roi_pool_export
+from det_dcn.deploy.deform_roi_pool_export import _sample_grid, deform_roi_pool_export
 from det_dcn.layers import deform_roi_pool
 
 
@@ -39,6 +39,21 @@ def test_no_rois():
     for ratio in (2, 0):
         out = deform_roi_pool_export(x, rois[:0], offset[:0], (7, 7), 1 / 8, ratio, 0.1)
         assert out.shape == (0, 5, 7, 7)
+
+
+def test_adaptive_grid_pads_to_the_largest_product():
+    """A wide RoI (1 x 10 samples per bin) and a tall one (10 x 1) need 10 samples each: the padded grid has 10,
+    not the 10 x 10 that padding each axis to its own largest count would give; every RoI's own grid is there once."""
+    size_y = torch.tensor([7.0, 70.0, 21.0, 0.0], dtype=torch.float64)  # with 7 bins: 1, 10, 3, 0 samples per bin along y
+    size_x = torch.tensor([70.0, 7.0, 14.0, 5.0], dtype=torch.float64)  # 10, 1, 2, 1 along x
+    steps_y, steps_x, valid, total = _sample_grid(size_y, size_x, (7, 7), 0)
+    assert steps_y.shape == (4, 10)
+    assert total.tolist() == [10, 10, 6, 0] and valid.sum(1).tolist() == [10, 10, 6, 0]
+    pairs = {(y, x) for y, x, v in zip(steps_y[2].tolist(), steps_x[2].tolist(), valid[2].tolist()) if v}
+    assert pairs == {((i + 0.5) / 3, (j + 0.5) / 2) for i in range(3) for j in range(2)}
+    fixed_y, fixed_x, fixed_valid, _ = _sample_grid(size_y, size_x, (7, 7), 2)
+    assert fixed_y.shape == (4, 4) and bool(fixed_valid.all())
+    assert sorted(zip(fixed_y[0].tolist(), fixed_x[0].tolist())) == [(a, b) for a in (0.25, 0.75) for b in (0.25, 0.75)]
 
 
 def test_adaptive_sampling_in_onnxruntime(tmp_path):

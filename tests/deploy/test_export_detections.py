@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from det_dcn.deploy import OnnxPredictor
+from det_dcn.deploy.predictor import op_times_from_trace
 from det_dcn.deploy.export import export_onnx, export_program, load_program, save_program
 from det_dcn.engine.predictor import DefaultPredictor
 
@@ -116,3 +117,36 @@ def test_onnx_predictor_runs_without_torch(exported):
     )
     env = {**os.environ, "PYTHONPATH": REPO}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=300)
+
+
+def test_onnx_predictor_profile_per_operator_type(exported):
+    """op_times adds up onnxruntime's per-node kernel times by ONNX operator type, per call of the predictor."""
+    _, _, onnx_path = exported(DEFAULT_VARIANTS[0])
+    predictor = OnnxPredictor(onnx_path, threads=1, profile=True)
+    image = make_image(120, 90, 0)
+    for _ in range(2):
+        predictor(image)
+    rows = predictor.op_times()
+    ops = {r["op"]: r for r in rows}
+    assert {"Conv", "DeformConv", "NonMaxSuppression"} <= set(ops)
+    assert [r["ms"] for r in rows] == sorted((r["ms"] for r in rows), reverse=True)
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    convs = sum(n.op_type == "Conv" for n in onnx.load(onnx_path).graph.node)
+    assert 0 < ops["Conv"]["nodes"] <= convs  # onnxruntime may fuse nodes, never adds Conv nodes
+    with pytest.raises(RuntimeError, match="profile=True"):
+        OnnxPredictor(onnx_path).op_times()
+
+
+def test_profile_trace_aggregation():
+    events = [{"cat": "Session", "name": "model_run", "dur": 900}] * 2 + [
+        {"cat": "Node", "name": "conv1_kernel_time", "dur": 300, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "conv2_kernel_time", "dur": 500, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "conv1_kernel_time", "dur": 400, "args": {"op_name": "Conv"}},
+        {"cat": "Node", "name": "relu_kernel_time", "dur": 200, "args": {"op_name": "Relu"}},
+        {"cat": "Node", "name": "relu_fence_before", "dur": 5, "args": {"op_name": "Relu"}},
+    ]
+    rows = op_times_from_trace(events)
+    assert rows == [{"op": "Conv", "ms": 0.6, "share": 1200 / 1400, "nodes": 2},
+                    {"op": "Relu", "ms": 0.1, "share": 200 / 1400, "nodes": 1}]
+    with pytest.raises(ValueError, match="never run"):
+        op_times_from_trace(events[2:])
