@@ -6,9 +6,8 @@ plain: torchvision's fasterrcnn_resnet50_fpn and det_dcn's configs/torchvision/f
 same (random, seeded) weights converted into it, as in tools/benchmark.py; all four see the same uint8 image
 (800 x 1216 by default, already at the test size). dconv / dpool: det_dcn's COCO-Detection R50-FPN variants starting
 from the plain COCO model's weights (tools/benchmark.py's start_as_plain), timed eager, compiled and in
-onnxruntime; their ratios are to the same torchvision eager time. dpool runs with POOLER_SAMPLING_RATIO 2 in all
-paths (--dpool-sampling-ratio): its config's 0 (adaptive) pads the ONNX graph's samples to tens of GB at 800 px.
-Exports trace with torch.export first (minutes).
+onnxruntime; their ratios are to the same torchvision eager time (dpool with its config's POOLER_SAMPLING_RATIO 0,
+adaptive, unless --dpool-sampling-ratio says otherwise). Exports trace with torch.export first (minutes).
 
     python tools/benchmark_export.py                       # plain, dconv, dpool at 800 x 1216, 3 timed runs each
     python tools/benchmark_export.py --variants plain --size 320 --iters 2
@@ -49,9 +48,8 @@ def parse_args(argv=None):
     p.add_argument("--no-compile", action="store_true", help="skip the torch.compile path")
     p.add_argument("--profile", action="store_true",
                    help="also print onnxruntime's time per ONNX operator type for each exported model")
-    p.add_argument("--dpool-sampling-ratio", type=int, default=2,
-                   help="POOLER_SAMPLING_RATIO of the dpool variant in all paths (its config's 0, adaptive, pads "
-                        "every RoI of the ONNX graph to the largest per-axis sample counts: tens of GB at 800 px)")
+    p.add_argument("--dpool-sampling-ratio", type=int, default=None,
+                   help="POOLER_SAMPLING_RATIO of the dpool variant in all paths (default: its config's 0, adaptive)")
     return p.parse_args(argv)
 
 
@@ -115,7 +113,9 @@ def run(args) -> dict:
             if name == "plain":
                 model, cfg = ours, load_cfg(TORCHVISION_CONFIG, args.size, "cpu")
             else:
-                opts = ["MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", args.dpool_sampling_ratio] if name == "dpool" else []
+                opts = []
+                if name == "dpool" and args.dpool_sampling_ratio is not None:
+                    opts = ["MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO", args.dpool_sampling_ratio]
                 plain = build_variant("plain", args.size, "cpu")
                 model = build_variant(name, args.size, "cpu", plain.state_dict(), opts)
                 cfg = load_cfg(CONFIGS[name], args.size, "cpu", opts)

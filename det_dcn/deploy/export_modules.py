@@ -10,7 +10,7 @@ det_dcn module                                              export form (ONNX op
 DeformConv2d(Pack), ModulatedDeformConv2d(Pack) (+ norm)    ``torchvision.ops.deform_conv2d`` (DeformConv)
 ROIAlign                                                    ``torchvision.ops.roi_align`` (RoiAlign)
 ROIPool                                                     ``torchvision.ops.roi_pool`` (MaxRoiPool)
-DeformRoIPool(Pack), ModulatedDeformRoIPoolPack             :func:`deform_roi_pool_export` (GridSample, ...)
+DeformRoIPool(Pack), ModulatedDeformRoIPoolPack             :func:`deform_roi_pool_export` (RoiAlign)     
 ==========================================================  ================================================
 
 A module with an ``export_module()`` method (a plugin's way in) is replaced by what that method returns. Any other
@@ -18,7 +18,6 @@ subclass of an op module, or a RoI pooler of unknown type, has no export path: :
 """
 
 import copy
-import logging
 from typing import Callable, Dict, Optional, Tuple
 
 import torch
@@ -30,9 +29,6 @@ from ..layers import (DeformConv2d, DeformConv2dPack, DeformRoIPool, DeformRoIPo
 from ..modeling.backbone.conv import DeformConv2dNorm, ModulatedDeformConv2dNorm
 from ..modeling.roi_heads.poolers import ROIPooler
 from .deform_roi_pool_export import deform_roi_pool_export
-
-logger = logging.getLogger(__name__)
-
 
 class ExportError(RuntimeError):
     """The model (or a module of it, named in the message) cannot be exported, and why."""
@@ -172,12 +168,6 @@ def make_exportable(model: nn.Module) -> nn.Module:
         parent_name, _, child = name.rpartition(".")
         setattr(model.get_submodule(parent_name), child, new.eval())
         replaced.append(name)
-    adaptive = [n for n, m in model.named_modules() if isinstance(m, ExportDeformRoIPool) and m.sampling_ratio == 0]
-    if adaptive:
-        logger.warning("%s: POOLER_SAMPLING_RATIO 0 (adaptive) exports exactly, but the exported graph pads every RoI "
-                       "to the largest per-axis sample counts among the RoIs: memory grows with RoIs x channels x "
-                       "bins x those counts (tens of GB for an 800-px image with 1000 RoIs); set "
-                       "MODEL.ROI_BOX_HEAD.POOLER_SAMPLING_RATIO 2 to deploy at that scale", ", ".join(adaptive))
     return model
 
 
