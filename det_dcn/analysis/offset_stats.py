@@ -5,7 +5,7 @@ near 0.5 everywhere merely halves its output. These statistics say which, per la
 
 * deformable conv: the length of each kernel point's offset ``|(dy, dx)|`` in pixels of the layer's input feature
   map (the unit of the kernel's grid: a 3x3 kernel with dilation d samples every d of them) and in pixels of the
-  resized image (times the input's stride);
+  resized image (times the input's stride), and how many deformed points fall off the input map (they read zeros);
 * deformable RoI pooler: the length of each bin's shift in bins (``gamma * offset * bins`` along each axis, since
   a bin's shift is ``gamma * roi_size * offset`` and a bin is ``roi_size / bins``).
 
@@ -28,8 +28,9 @@ class OffsetStats:
 
     kind: "conv" or "pool". step: the grid step in ``unit`` (the conv's dilation; 1 bin for a pooler).
     mean, p90: of the offset lengths in ``unit``; image_px_mean: the conv's mean in resized-image pixels (None for
-    a pooler). moved: the share of offsets at least one grid step long. mask_mean: the mean modulation (None when
-    unmodulated). count: offsets measured.
+    a pooler). moved: the share of offsets at least one grid step long. outside: the conv's share of deformed
+    sampling points a pixel or more beyond its input map, which read only zero padding (None for a pooler).
+    mask_mean: the mean modulation (None when unmodulated). count: offsets measured.
     """
 
     name: str
@@ -40,6 +41,7 @@ class OffsetStats:
     p90: float
     image_px_mean: Optional[float]
     moved: float
+    outside: Optional[float]
     mask_mean: Optional[float]
     count: int
 
@@ -49,19 +51,36 @@ class _Accumulator:
         self.lengths: List[np.ndarray] = []
         self.image_px: List[np.ndarray] = []
         self.masks: List[np.ndarray] = []
+        self.outside: List[np.ndarray] = []
 
     def result(self, name: str, kind: str, unit: str, step: float) -> OffsetStats:
         lengths = np.concatenate(self.lengths)
         image_px = float(np.concatenate(self.image_px).mean()) if self.image_px else None
         mask = float(np.concatenate(self.masks).mean()) if self.masks else None
+        outside = float(np.concatenate(self.outside).mean()) if self.outside else None
         return OffsetStats(name, kind, unit, step, float(lengths.mean()), float(np.percentile(lengths, 90)),
-                           image_px, float((lengths >= step).mean()), mask, int(lengths.size))
+                           image_px, float((lengths >= step).mean()), outside, mask, int(lengths.size))
 
 
 def conv_offset_lengths(offset: np.ndarray) -> np.ndarray:
     """[G * 2 * K, Ho, Wo] offsets, (dy, dx) interleaved per kernel point -> [G * K * Ho * Wo] lengths."""
     pairs = offset.reshape(-1, 2, *offset.shape[1:])
     return np.sqrt((pairs.astype(np.float64) ** 2).sum(1)).ravel()
+
+
+def conv_samples_outside(record) -> np.ndarray:
+    """[G * K * Ho * Wo] bool: the deformed sampling point lies beyond the layer's input map by a pixel or more
+    (``y <= -1``, ``y >= H``, or likewise in x), where bilinear sampling reads only zero padding.
+
+    ``record`` is a :class:`det_dcn.vis.deform_sampling.DCNRecord` with ``in_size``."""
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = record.kernel_size, record.stride, record.padding, record.dilation
+    height, width = record.in_size
+    ho, wo = record.offset.shape[-2:]
+    pairs = record.offset.reshape(-1, kh * kw, 2, ho, wo).astype(np.float64)  # [G, K, (dy, dx), Ho, Wo]
+    ky, kx = np.divmod(np.arange(kh * kw), kw)
+    y = (np.arange(ho) * sh - ph)[None, None, :, None] + (ky * dh)[None, :, None, None] + pairs[:, :, 0]
+    x = (np.arange(wo) * sw - pw)[None, None, None, :] + (kx * dw)[None, :, None, None] + pairs[:, :, 1]
+    return ((y <= -1) | (y >= height) | (x <= -1) | (x >= width)).ravel()
 
 
 def pool_shift_in_bins(offset: np.ndarray, gamma: float) -> np.ndarray:
@@ -91,6 +110,7 @@ def collect_offset_stats(predictor, images: Iterable[np.ndarray]) -> List[Offset
                 lengths = conv_offset_lengths(r.offset)
                 acc.lengths.append(lengths)
                 acc.image_px.append(lengths * r.in_stride)
+                acc.outside.append(conv_samples_outside(r))
                 if r.mask is not None:
                     acc.masks.append(r.mask.ravel())
                 steps[name] = float(r.dilation[0])
@@ -115,9 +135,12 @@ def format_offset_table(stats: List[OffsetStats]) -> str:
     def num(v, fmt):
         return "-" if v is None else format(v, fmt)
 
-    lines = ["| layer | kind | mean offset | p90 | mean in image px | >= 1 grid step | mean mask | offsets |",
-             "|:--|:--|--:|--:|--:|--:|--:|--:|"]
+    def pct(v):
+        return "-" if v is None else f"{100 * v:.1f}%"
+
+    lines = ["| layer | kind | mean offset | p90 | mean in image px | >= 1 grid step | outside the map | mean mask "
+             "| offsets |", "|:--|:--|--:|--:|--:|--:|--:|--:|--:|"]
     for s in stats:
         lines.append(f"| {s.name} | {s.kind} | {s.mean:.3f} {s.unit} | {s.p90:.3f} | {num(s.image_px_mean, '.2f')} | "
-                     f"{100 * s.moved:.1f}% | {num(s.mask_mean, '.3f')} | {s.count} |")
+                     f"{pct(s.moved)} | {pct(s.outside)} | {num(s.mask_mean, '.3f')} | {s.count} |")
     return "\n".join(lines)

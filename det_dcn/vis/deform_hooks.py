@@ -120,6 +120,7 @@ class DeformRecorder:
                 in_stride=_stride(self.image_size[0], int(x.shape[-2])),
                 offset=offset[0].detach().float().cpu().numpy(),
                 mask=None if mask is None else mask[0].detach().float().cpu().numpy(),
+                in_size=(int(x.shape[-2]), int(x.shape[-1])),
             )
         return hook
 

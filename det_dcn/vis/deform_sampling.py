@@ -34,6 +34,7 @@ class DCNRecord:
         in_stride: image pixels (of the resized image) per cell of the layer's INPUT feature map.
         offset: [G * 2 * K, Ho, Wo] float, (dy, dx) interleaved per kernel point, K = kh * kw, G deform groups.
         mask: [G * K, Ho, Wo] float in [0, 1] for modulated DCN, else None.
+        in_size: (H, W) of the layer's input feature map, when known.
     """
 
     name: str
@@ -44,6 +45,7 @@ class DCNRecord:
     in_stride: float
     offset: np.ndarray
     mask: Optional[np.ndarray] = None
+    in_size: Optional[Tuple[int, int]] = None
 
     @property
     def out_stride(self) -> float:

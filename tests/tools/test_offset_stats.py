@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from det_dcn.analysis.offset_stats import (collect_offset_stats, conv_offset_lengths, format_offset_table,
-                                           pool_shift_in_bins)
+from det_dcn.analysis.offset_stats import (collect_offset_stats, conv_offset_lengths, conv_samples_outside,
+                                           format_offset_table, pool_shift_in_bins)
+from det_dcn.vis.deform_sampling import DCNRecord
 
 from det_dcn.layers import ModulatedDeformConv2dPack
 
@@ -21,6 +22,24 @@ def test_lengths_and_shifts():
     pool = np.zeros((5, 2, 7, 7), np.float32)
     pool[:, 0] = 0.5  # along x: gamma * 0.5 * roi_w = 0.05 roi_w = 0.35 bins of roi_w / 7
     assert np.allclose(pool_shift_in_bins(pool, 0.1), 0.35)
+
+
+def test_samples_outside_the_input_map():
+    """3x3, stride 1, padding 1 on a 5x5 map: without offsets the border outputs' outer kernel points are the zero
+    padding (2 rows x 5 x 3 + 2 columns x 5 x 3 - 4 corners = 56 of 225); shifted by 10 rows every point is off."""
+    offset = np.zeros((18, 5, 5), np.float32)
+    rec = DCNRecord("l", (3, 3), (1, 1), (1, 1), (1, 1), 8.0, offset, in_size=(5, 5))
+    assert conv_samples_outside(rec).sum() == 56 and conv_samples_outside(rec).size == 225
+    offset[0::2] = 10.0  # dy
+    assert conv_samples_outside(rec).all()
+    # half a pixel left: the right padding column (x = 5 -> 4.5) comes inside, the left one (x = -1.5) stays out:
+    # rows 30 + left column 15 - their 2 shared points
+    offset[0::2], offset[1::2] = 0.0, -0.5
+    assert conv_samples_outside(rec).sum() == 43
+    # dilation 2, stride 2, padding 2 -> 3x3 output: rows at y = -2 and y = 6 (2 of 9 (oy, ky) x 9) and likewise
+    # columns, 4 shared
+    rec = DCNRecord("l", (3, 3), (2, 2), (2, 2), (2, 2), 8.0, np.zeros((18, 3, 3), np.float32), in_size=(5, 5))
+    assert conv_samples_outside(rec).sum() == 18 + 18 - 4
 
 
 def _set_constant_offsets(model, dy: float, dx: float, pool_x: float):
@@ -65,7 +84,7 @@ def test_collect_on_known_offsets(tmp_path, modulated):
     assert 1 <= len(pools) <= 4 and all("level_poolers" in s.name for s in pools)
     for s in convs:
         assert s.mean == pytest.approx(2.0, abs=1e-5) and s.p90 == pytest.approx(2.0, abs=1e-5)
-        assert s.moved == 1.0 and s.step == 1.0
+        assert s.moved == 1.0 and s.step == 1.0 and 0.0 < s.outside < 1.0
         stride = {"res3": 8, "res4": 16, "res5": 32}[s.name.split(".")[-3]]
         in_stride = stride // 2 if s.name.split(".")[-2] == "0" else stride  # a stage's first block strides
         assert s.image_px_mean in (pytest.approx(2.0 * in_stride, rel=1e-5), pytest.approx(2.0 * stride, rel=1e-5))
@@ -73,6 +92,7 @@ def test_collect_on_known_offsets(tmp_path, modulated):
         assert (s.mask_mean == pytest.approx(0.5)) if modulated else s.mask_mean is None
     for s in pools:
         assert s.mean == pytest.approx(0.1 * 0.5 * 7, rel=1e-5) and s.moved == 0.0 and s.count % 49 == 0
+        assert s.outside is None
         assert (s.mask_mean == pytest.approx(0.5)) if modulated else s.mask_mean is None
     table = format_offset_table(stats)
     assert table.count("\n") == len(stats) + 1 and "2.000 input px" in table and "0.350 bins" in table
