@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from det_dcn.config import get_cfg
-from det_dcn.layers import DeformConv2d, DeformRoIPoolPack, ModulatedDeformRoIPoolPack
+from det_dcn.layers import ASPP, DeformConv2d, DeformRoIPoolPack, ModulatedDeformRoIPoolPack
 from det_dcn.modeling import build_model
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -25,6 +25,7 @@ VARIANTS = {
     "mdpool": ("faster_rcnn_shapes_mdpool.yaml", _BN),
     "mdconv_mdpool": ("faster_rcnn_shapes_mdconv_mdpool.yaml", _BN),
     "dc5": ("faster_rcnn_shapes_dc5.yaml", _BN),
+    "dc5_aspp": ("faster_rcnn_shapes_dc5_aspp.yaml", _BN),
     "multigrid": ("faster_rcnn_shapes_mdconv.yaml", _BN + ["MODEL.RESNETS.RES5_MULTI_GRID", [1, 2]]),
     "gn": ("faster_rcnn_shapes_mdconv_mdpool.yaml", []),
 }
@@ -60,6 +61,9 @@ def random_detector(cfg, seed: int = 0) -> torch.nn.Module:
             if isinstance(m, ModulatedDeformRoIPoolPack):
                 m.mask_fc[2].weight.normal_(0, 0.01)
                 m.mask_fc[2].bias.normal_(0, 1.0)
+            if isinstance(m, ASPP):  # a fresh ASPP is the identity (its projection starts at zero)
+                for p in m.project.parameters():
+                    p.normal_(0, 0.05)
         # RPN objectness and class logits spread by ~2 on a test image: a fresh head's near-equal logits make
         # top-k and NMS pick among near-ties, which float noise of another runtime reorders
         image = make_image(160, 213, seed=99)
