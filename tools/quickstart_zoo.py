@@ -55,6 +55,7 @@ VARIANTS: Dict[str, tuple] = {
     "dpool": ("faster_rcnn_shapes_dpool.yaml", "deformable RoI pooling (DCNv1)"),
     "mdpool": ("faster_rcnn_shapes_mdpool.yaml", "modulated deformable RoI pooling (DCNv2)"),
     "mdconv_mdpool": ("faster_rcnn_shapes_mdconv_mdpool.yaml", "DCNv2 in res3-res5 + mdpool"),
+    "wide_head": ("faster_rcnn_shapes_wide_head.yaml", "plain with the box head widened to mdpool's parameter count"),
     "dc5": ("faster_rcnn_shapes_dc5.yaml", "dilated res5 (stride 16), single level, no FPN"),
     "dc5_multigrid": ("faster_rcnn_shapes_dc5_multigrid.yaml", "dc5 + res5 multi-grid (1, 2): rates 2, 4"),
     "dc5_aspp": ("faster_rcnn_shapes_dc5_aspp.yaml", "dc5 + ASPP (rates 3, 6, 9, image pooling) after res5"),

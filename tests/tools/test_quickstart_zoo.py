@@ -34,6 +34,7 @@ EXPECTED_CHANGES = {
     "bn": {"MODEL.RESNETS.NORM", "MODEL.FPN.NORM"},
     "dc5_multigrid": {"MODEL.RESNETS.RES5_MULTI_GRID"},
     "dc5_aspp": {"MODEL.RESNETS.RES5_ASPP_RATES"},
+    "wide_head": {"MODEL.ROI_BOX_HEAD.FC_DIM"},
 }
 BASES = {"dc5_multigrid": "dc5", "dc5_aspp": "dc5"}  # variants of a variant; the rest derive from the plain one
 
@@ -91,6 +92,19 @@ def test_variant_values():
     assert list(dc5.RESNETS.OUT_FEATURES) == list(dc5.RPN.IN_FEATURES) == list(dc5.ROI_HEADS.IN_FEATURES) == ["res5"]
     plain_sizes = [s for level in c["plain"].MODEL.ANCHOR_GENERATOR.SIZES for s in level]
     assert [list(x) for x in dc5.ANCHOR_GENERATOR.SIZES] == [plain_sizes]  # the same sizes, on one level
+
+
+def test_wide_head_matches_mdpool_parameter_count():
+    """wide_head separates mdpool's deformation from its extra capacity: same parameter count within 0.1%."""
+    from det_dcn.modeling import build_model
+
+    counts = {}
+    for name in ("wide_head", "mdpool", "plain"):
+        cfg = _merged(os.path.join(QUICKSTART, zoo.VARIANTS[name][0]))
+        cfg.MODEL.DEVICE = "cpu"
+        counts[name] = sum(p.numel() for p in build_model(cfg).parameters())
+    assert counts["wide_head"] == pytest.approx(counts["mdpool"], rel=1e-3)
+    assert counts["mdpool"] > 2.5 * counts["plain"]
 
 
 def test_dc5_is_a_single_stride16_res5_level():
