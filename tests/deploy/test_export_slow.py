@@ -16,7 +16,7 @@ from det_dcn.deploy.export import export_program
 from det_dcn.testing import calibrate_frozen_bn
 from det_dcn.modeling import build_model
 
-from deploy_helpers import REPO, count_matched, eager_detections, make_image, random_detector, variant_cfg
+from deploy_helpers import REPO, VARIANTS, count_matched, eager_detections, make_image, random_detector, variant_cfg
 
 COCO_CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "COCO-Detection", "*.yaml")))
 
@@ -50,15 +50,17 @@ def test_export_tool_and_demo_onnx(tmp_path):
     torch.save({"model": random_detector(cfg).state_dict()}, weights)
     env = {**os.environ, "PYTHONPATH": REPO}
     onnx_path = str(tmp_path / "model.onnx")
-    config = os.path.join(REPO, "configs", "quickstart", "faster_rcnn_shapes_dpool.yaml")
+    config, overrides = VARIANTS["dpool"]  # the tools must build the model the weights are for (BatchNorm)
+    config = os.path.join(REPO, "configs", "quickstart", config)
+    overrides = [str(v) for v in overrides]
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "export.py"), "--config-file", config,
-                    "--output", onnx_path, "MODEL.WEIGHTS", weights, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.3"],
-                   check=True, env=env, timeout=3000)
+                    "--output", onnx_path, "MODEL.WEIGHTS", weights, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", "0.3",
+                    *overrides], check=True, env=env, timeout=3000)
     image = str(tmp_path / "image.png")
     cv2.imwrite(image, make_image(200, 260, seed=0))
     out = tmp_path / "demo"
     subprocess.run([sys.executable, os.path.join(REPO, "tools", "demo.py"), "--config-file", config, "--input", image,
-                    "--output", str(out), "--onnx", onnx_path, "--confidence-threshold", "0.3"],
+                    "--output", str(out), "--onnx", onnx_path, "--confidence-threshold", "0.3", *overrides],
                    check=True, env=env, timeout=600)
     record = json.loads((out / "image.json").read_text())
     assert len(record["boxes"]) == len(record["scores"]) > 0
