@@ -22,7 +22,7 @@ FLOORS = [
     {"evaluation"},
     {"engine"},
     {"vis", "deploy"},
-    {"analysis"},  # receptive fields and gridding: reads models (modeling) and draws (vis)
+    {"analysis"},  # receptive fields, gridding, offset statistics: reads models (modeling), records and draws (vis)
 ]
 FLOOR = {pkg: i for i, pkgs in enumerate(FLOORS) for pkg in pkgs}
 
