@@ -10,7 +10,7 @@ det_dcn module                                              export form (ONNX op
 DeformConv2d(Pack), ModulatedDeformConv2d(Pack) (+ norm)    ``torchvision.ops.deform_conv2d`` (DeformConv)
 ROIAlign                                                    ``torchvision.ops.roi_align`` (RoiAlign)
 ROIPool                                                     ``torchvision.ops.roi_pool`` (MaxRoiPool)
-DeformRoIPool(Pack), ModulatedDeformRoIPoolPack             :func:`deform_roi_pool_export` (RoiAlign)     
+DeformRoIPool(Pack), ModulatedDeformRoIPoolPack             :func:`deform_roi_pool_export` (RoiAlign)
 ==========================================================  ================================================
 
 A module with an ``export_module()`` method (a plugin's way in) is replaced by what that method returns. Any other
