@@ -225,6 +225,8 @@ def _finite(value) -> Optional[float]:
 # ------------------------------------------------------------------------------------------------ running one
 def _child_env() -> dict:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # each run trains this checkout's det_dcn, installed or not
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)  # a zoo started under torchrun must not make each run join that group
     return env
