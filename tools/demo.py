@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run a trained det_dcn model on images (and optionally a video) and write pictures and JSON detections.
+r"""Run a trained det_dcn model on images (and optionally a video) and write pictures and JSON detections.
 
     python tools/demo.py --config-file configs/quickstart/faster_rcnn_shapes.yaml \
         --input images/ "more/*.jpg" one.png --output demo_out [--confidence-threshold 0.5] \

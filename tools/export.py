@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export a det_dcn detector to a plain ONNX file (stock onnxruntime runs it) or a torch.export program.
+r"""Export a det_dcn detector to a plain ONNX file (stock onnxruntime runs it) or a torch.export program.
 
     python tools/export.py --config-file configs/quickstart/faster_rcnn_shapes_mdconv_mdpool.yaml \
         --output model.onnx [--format onnx|torch_export] [--opset 19] MODEL.WEIGHTS output/model_final.pth

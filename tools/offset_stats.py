@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""How far a trained model's deformable convs and deformable RoI poolers move their samples, over a dataset's images.
+r"""How far a trained model's deformable convs and deformable RoI poolers move their samples, over a dataset's images.
 
     python tools/offset_stats.py --config-file configs/quickstart/faster_rcnn_shapes_mdconv.yaml \
         MODEL.WEIGHTS output/zoo_final/mdconv/seed1/model_final.pth [--num-images 100] [--dataset shapes_val]

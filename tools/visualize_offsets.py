@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Draw where the deformable layers of a trained model sample, for one image.
+r"""Draw where the deformable layers of a trained model sample, for one image.
 
     python tools/visualize_offsets.py --config-file configs/quickstart/faster_rcnn_shapes_dconv.yaml \
         --input image.jpg --output offsets_out [--position X Y] [--layer NAME ...] [--detections N] \
