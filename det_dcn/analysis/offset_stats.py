@@ -5,7 +5,8 @@ near 0.5 everywhere merely halves its output. These statistics say which, per la
 
 * deformable conv: the length of each kernel point's offset ``|(dy, dx)|`` in pixels of the layer's input feature
   map (the unit of the kernel's grid: a 3x3 kernel with dilation d samples every d of them) and in pixels of the
-  resized image (times the input's stride), and how many deformed points fall off the input map (they read zeros);
+  resized image (times the input's stride), and how many deformed points fall off the input map (they read zeros)
+  against how many the same kernel without offsets would (its border outputs' outer points are padding anyway);
 * deformable RoI pooler: the length of each bin's shift in bins (``gamma * offset * bins`` along each axis, since
   a bin's shift is ``gamma * roi_size * offset`` and a bin is ``roi_size / bins``).
 
@@ -29,7 +30,8 @@ class OffsetStats:
     kind: "conv" or "pool". step: the grid step in ``unit`` (the conv's dilation; 1 bin for a pooler).
     mean, p90: of the offset lengths in ``unit``; image_px_mean: the conv's mean in resized-image pixels (None for
     a pooler). moved: the share of offsets at least one grid step long. outside: the conv's share of deformed
-    sampling points a pixel or more beyond its input map, which read only zero padding (None for a pooler).
+    sampling points a pixel or more beyond its input map, which read only zero padding (None for a pooler);
+    outside_plain: that share for the same kernel without offsets, the zero padding any 3x3 conv reads.
     mask_mean: the mean modulation (None when unmodulated). count: offsets measured.
     """
 
@@ -42,6 +44,7 @@ class OffsetStats:
     image_px_mean: Optional[float]
     moved: float
     outside: Optional[float]
+    outside_plain: Optional[float]
     mask_mean: Optional[float]
     count: int
 
@@ -52,14 +55,17 @@ class _Accumulator:
         self.image_px: List[np.ndarray] = []
         self.masks: List[np.ndarray] = []
         self.outside: List[np.ndarray] = []
+        self.outside_plain: List[np.ndarray] = []
 
     def result(self, name: str, kind: str, unit: str, step: float) -> OffsetStats:
         lengths = np.concatenate(self.lengths)
         image_px = float(np.concatenate(self.image_px).mean()) if self.image_px else None
         mask = float(np.concatenate(self.masks).mean()) if self.masks else None
-        outside = float(np.concatenate(self.outside).mean()) if self.outside else None
+        outside, outside_plain = (float(np.concatenate(x).mean()) if x else None
+                                  for x in (self.outside, self.outside_plain))
         return OffsetStats(name, kind, unit, step, float(lengths.mean()), float(np.percentile(lengths, 90)),
-                           image_px, float((lengths >= step).mean()), outside, mask, int(lengths.size))
+                           image_px, float((lengths >= step).mean()), outside, outside_plain, mask,
+                           int(lengths.size))
 
 
 def conv_offset_lengths(offset: np.ndarray) -> np.ndarray:
@@ -68,15 +74,18 @@ def conv_offset_lengths(offset: np.ndarray) -> np.ndarray:
     return np.sqrt((pairs.astype(np.float64) ** 2).sum(1)).ravel()
 
 
-def conv_samples_outside(record) -> np.ndarray:
+def conv_samples_outside(record, with_offsets: bool = True) -> np.ndarray:
     """[G * K * Ho * Wo] bool: the deformed sampling point lies beyond the layer's input map by a pixel or more
-    (``y <= -1``, ``y >= H``, or likewise in x), where bilinear sampling reads only zero padding.
+    (``y <= -1``, ``y >= H``, or likewise in x), where bilinear sampling reads only zero padding. With
+    ``with_offsets=False``: the same for the kernel's regular grid (the offsets taken as zero).
 
     ``record`` is a :class:`det_dcn.vis.deform_sampling.DCNRecord` with ``in_size``."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = record.kernel_size, record.stride, record.padding, record.dilation
     height, width = record.in_size
     ho, wo = record.offset.shape[-2:]
     pairs = record.offset.reshape(-1, kh * kw, 2, ho, wo).astype(np.float64)  # [G, K, (dy, dx), Ho, Wo]
+    if not with_offsets:
+        pairs = np.zeros_like(pairs)
     ky, kx = np.divmod(np.arange(kh * kw), kw)
     y = (np.arange(ho) * sh - ph)[None, None, :, None] + (ky * dh)[None, :, None, None] + pairs[:, :, 0]
     x = (np.arange(wo) * sw - pw)[None, None, None, :] + (kx * dw)[None, :, None, None] + pairs[:, :, 1]
@@ -111,6 +120,7 @@ def collect_offset_stats(predictor, images: Iterable[np.ndarray]) -> List[Offset
                 acc.lengths.append(lengths)
                 acc.image_px.append(lengths * r.in_stride)
                 acc.outside.append(conv_samples_outside(r))
+                acc.outside_plain.append(conv_samples_outside(r, with_offsets=False))
                 if r.mask is not None:
                     acc.masks.append(r.mask.ravel())
                 steps[name] = float(r.dilation[0])
@@ -138,9 +148,9 @@ def format_offset_table(stats: List[OffsetStats]) -> str:
     def pct(v):
         return "-" if v is None else f"{100 * v:.1f}%"
 
-    lines = ["| layer | kind | mean offset | p90 | mean in image px | >= 1 grid step | outside the map | mean mask "
-             "| offsets |", "|:--|:--|--:|--:|--:|--:|--:|--:|--:|"]
+    lines = ["| layer | kind | mean offset | p90 | mean in image px | >= 1 grid step | outside the map "
+             "| same, no offsets | mean mask | offsets |", "|:--|:--|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for s in stats:
         lines.append(f"| {s.name} | {s.kind} | {s.mean:.3f} {s.unit} | {s.p90:.3f} | {num(s.image_px_mean, '.2f')} | "
-                     f"{pct(s.moved)} | {pct(s.outside)} | {num(s.mask_mean, '.3f')} | {s.count} |")
+                     f"{pct(s.moved)} | {pct(s.outside)} | {pct(s.outside_plain)} | {num(s.mask_mean, '.3f')} | {s.count} |")
     return "\n".join(lines)

@@ -32,6 +32,7 @@ def test_samples_outside_the_input_map():
     assert conv_samples_outside(rec).sum() == 56 and conv_samples_outside(rec).size == 225
     offset[0::2] = 10.0  # dy
     assert conv_samples_outside(rec).all()
+    assert conv_samples_outside(rec, with_offsets=False).sum() == 56  # the regular grid's share is the same
     # half a pixel left: the right padding column (x = 5 -> 4.5) comes inside, the left one (x = -1.5) stays out:
     # rows 30 + left column 15 - their 2 shared points
     offset[0::2], offset[1::2] = 0.0, -0.5
@@ -84,7 +85,7 @@ def test_collect_on_known_offsets(tmp_path, modulated):
     assert 1 <= len(pools) <= 4 and all("level_poolers" in s.name for s in pools)
     for s in convs:
         assert s.mean == pytest.approx(2.0, abs=1e-5) and s.p90 == pytest.approx(2.0, abs=1e-5)
-        assert s.moved == 1.0 and s.step == 1.0 and 0.0 < s.outside < 1.0
+        assert s.moved == 1.0 and s.step == 1.0 and 0.0 < s.outside < 1.0 and 0.0 < s.outside_plain < 1.0
         stride = {"res3": 8, "res4": 16, "res5": 32}[s.name.split(".")[-3]]
         # R-18 basic blocks: the deformable conv2 follows conv1, which does a stage's striding
         assert s.image_px_mean == pytest.approx(2.0 * stride, rel=1e-5)
@@ -92,7 +93,7 @@ def test_collect_on_known_offsets(tmp_path, modulated):
         assert (s.mask_mean == pytest.approx(0.5)) if modulated else s.mask_mean is None
     for s in pools:
         assert s.mean == pytest.approx(0.1 * 0.5 * 7, rel=1e-5) and s.moved == 0.0 and s.count % 49 == 0
-        assert s.outside is None
+        assert s.outside is None and s.outside_plain is None
         assert (s.mask_mean == pytest.approx(0.5)) if modulated else s.mask_mean is None
     table = format_offset_table(stats)
     assert table.count("\n") == len(stats) + 1 and "2.000 input px" in table and "0.350 bins" in table
