@@ -13,7 +13,9 @@ Each run is ``python tools/train.py --config-file configs/quickstart/faster_rcnn
 SEED <s> OUTPUT_DIR <work dir>/<variant>/seed<s> [overrides]`` in a subprocess. The seeds are 1..N (never the
 config's own SEED, on which the recipe was chosen). Fine-tune variants (``ft_*``) start from the plain variant's
 final weights of the same seed (that run comes first) and train the same schedule again with the deformable parts
-added (zero-initialised, so the model starts as the plain one).
+added (zero-initialised, so the model starts as the plain one); ``ft_wide_head``, the capacity control, starts from
+those weights widened to FC_DIM 1613 with the new units' outgoing weights zero (det_dcn.checkpoint.widen: again the
+plain model at step 0).
 
 Resumable: every finished run is stored at once (atomically) in the results file (default
 docs/quickstart_zoo_results.json, committed), keyed by variant and seed, with a fingerprint of its resolved config
@@ -67,7 +69,12 @@ FINETUNE: Dict[str, tuple] = {
     "ft_mdconv": ("mdconv", "plain weights + DCNv2 in res3-res5, trained again"),
     "ft_dpool": ("dpool", "plain weights + dpool, trained again"),
     "ft_mdpool": ("mdpool", "plain weights + mdpool, trained again"),
+    "ft_wide_head": ("wide_head", "plain weights, box head widened to FC_DIM 1613 (new units start unused), trained again"),
 }
+# Fine-tunes whose model is wider than the plain one: the plain weights are widened first, function-preservingly
+# (det_dcn.checkpoint.widen), to OUTPUT_DIR/WIDENED_WEIGHTS, which the run loads.
+WIDEN = {"ft_wide_head"}
+WIDENED_WEIGHTS = "widened_plain.pth"
 DEFAULT_RESULTS = os.path.join("docs", "quickstart_zoo_results.json")
 DEFAULT_WORK_DIR = os.path.join("output", "quickstart_zoo")
 TABLE_HEADER = ("variant", "what changes", "seeds", "box AP mean ± std", "AP range", "AP50", "AP75",
@@ -84,15 +91,17 @@ def resolve_variant(spec: str) -> dict:
     if spec in VARIANTS:
         file_name, description = VARIANTS[spec]
         return {"name": spec, "config": os.path.join(CONFIG_DIR, file_name), "description": description,
-                "finetune_from": None}
+                "finetune_from": None, "widen": False}
     if spec in FINETUNE:
         base, description = FINETUNE[spec]
-        return {**resolve_variant(base), "name": spec, "description": description, "finetune_from": "plain"}
+        return {**resolve_variant(base), "name": spec, "description": description, "finetune_from": "plain",
+                "widen": spec in WIDEN}
     if spec.endswith((".yaml", ".yml")):
         if not os.path.isfile(spec):
             raise ValueError(f"--variants: config file '{spec}' does not exist")
         name = os.path.splitext(os.path.basename(spec))[0]
-        return {"name": name, "config": os.path.abspath(spec), "description": f"config {spec}", "finetune_from": None}
+        return {"name": name, "config": os.path.abspath(spec), "description": f"config {spec}", "finetune_from": None,
+                "widen": False}
     raise ValueError(f"--variants: unknown variant '{spec}'; expected one of {list(VARIANTS) + list(FINETUNE)} or "
                      f"a path to a .yaml config file")
 
@@ -144,9 +153,13 @@ def plan_run(variant: dict, seed: int, overrides: List[str], max_iter: Optional[
 
     output_dir = os.path.abspath(os.path.join(work_dir, variant["name"], f"seed{seed}"))
     opts = list(overrides) + ["SEED", str(seed)]
+    widen_from = None
     if variant["finetune_from"]:
         plain_dir = os.path.abspath(os.path.join(work_dir, variant["finetune_from"], f"seed{seed}"))
-        opts += ["MODEL.WEIGHTS", os.path.join(plain_dir, "model_final.pth")]
+        weights = os.path.join(plain_dir, "model_final.pth")
+        if variant["widen"]:
+            widen_from, weights = weights, os.path.join(output_dir, WIDENED_WEIGHTS)
+        opts += ["MODEL.WEIGHTS", weights]
     cfg = get_cfg()
     try:
         cfg.merge_from_file(variant["config"])
@@ -160,7 +173,8 @@ def plan_run(variant: dict, seed: int, overrides: List[str], max_iter: Optional[
     opts += ["OUTPUT_DIR", output_dir]
     cfg.OUTPUT_DIR = output_dir
     return {**variant, "seed": seed, "opts": opts, "output_dir": output_dir, "key": f"{variant['name']}/seed{seed}",
-            "fingerprint": config_fingerprint(cfg), "max_iter": int(cfg.SOLVER.MAX_ITER)}
+            "fingerprint": config_fingerprint(cfg), "max_iter": int(cfg.SOLVER.MAX_ITER), "cfg": cfg,
+            "widen_from": widen_from}
 
 
 # --------------------------------------------------------------------------------------------- reading results
@@ -261,6 +275,14 @@ def run_plan(plan: dict, log_path: str, timeout: Optional[float]) -> dict:
                     "error": f"{metrics} was written {age:.0f} s ago: another training seems to be running there "
                              f"(let it finish, then rerun the zoo to record it)"}
         os.replace(metrics, metrics + ".old")
+    if plan["widen_from"]:
+        from det_dcn.checkpoint import widen_checkpoint
+
+        try:
+            widen_checkpoint(plan["widen_from"], plan["cfg"], plan["cfg"].MODEL.WEIGHTS, seed=plan["seed"])
+        except (OSError, ValueError) as e:
+            return {**collect_row(plan), "status": "failed", "wall_s": 0.0, "log": None,
+                    "error": f"widening {plan['widen_from']} failed: {e}"}
     start = time.perf_counter()
     with open(log_path, "w", encoding="utf-8") as log:
         log.write("$ " + shlex.join(cmd) + "\n")
@@ -409,6 +431,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0
     if args.dry_run:
         for p in plans:
+            if p["widen_from"]:
+                print(f"# then widen {p['widen_from']} to {p['cfg'].MODEL.WEIGHTS} (det_dcn.checkpoint.widen)")
             print(shlex.join([sys.executable, TRAIN_PY, "--config-file", p["config"], *p["opts"]]))
         return 0
 

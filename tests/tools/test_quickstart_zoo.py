@@ -1,7 +1,8 @@
 """configs/quickstart variants and tools/quickstart_zoo.py: each variant changes only its own keys of its base
 config; the zoo's metrics reader, summary and table; and the zoo end to end on a tiny generated shapes dataset (the
-plain run, a fine-tune from it, and a variant that fails at run time), resumed without retraining, and the fine-tune
-mechanism: a DCNv1 / dpool model loaded from the plain weights gives the plain model's detections (tools/train.py)."""
+plain run, two fine-tunes from it, and a variant that fails at run time), resumed without retraining, and the fine-tune
+mechanism: a DCNv1 / dpool model loaded from the plain weights, or wide_head from the widened plain weights, gives the
+plain model's detections (tools/train.py)."""
 
 import json
 import os
@@ -195,8 +196,8 @@ TINY_OVERRIDES = ["MODEL.DEVICE", "cpu", "SOLVER.IMS_PER_BATCH", "2", "DATALOADE
 
 @pytest.fixture(scope="module")
 def zoo_run(tmp_path_factory):
-    """The zoo on ft_dconv (so plain first, then the fine-tune) and a broken variant (unknown training dataset:
-    fails inside tools/train.py), one seed, two iterations; then the same command again."""
+    """The zoo on ft_dconv and ft_wide_head (so plain first, then the fine-tunes) and a broken variant (unknown
+    training dataset: fails inside tools/train.py), one seed, two iterations; then the same command again."""
     from det_dcn.data import shapes
 
     root = tmp_path_factory.mktemp("quickstart_zoo")
@@ -206,7 +207,7 @@ def zoo_run(tmp_path_factory):
                       'DATASETS:\n  TRAIN: ("no_such_dataset",)\n')
     results = root / "results.json"
     env = dict(os.environ, DET_DCN_DATASETS=str(root / "datasets"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, ZOO_PY, "--variants", "ft_dconv", str(broken), "--seeds", "1", "--max-iter", "2",
+    cmd = [sys.executable, ZOO_PY, "--variants", "ft_dconv", "ft_wide_head", str(broken), "--seeds", "1", "--max-iter", "2",
            "--jobs", "2", "--work-dir", str(root / "work"), "--results", str(results), *TINY_OVERRIDES]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(root))
     data = json.loads(results.read_text())
@@ -217,20 +218,22 @@ def zoo_run(tmp_path_factory):
 def test_zoo_end_to_end_and_resume(zoo_run):
     root, data, first, second, _ = zoo_run
     assert first.returncode == 1, first.stdout + first.stderr  # one run failed
-    assert "3 runs planned, 0 already in" in first.stdout
+    assert "4 runs planned, 0 already in" in first.stdout
     assert "broken/seed1: FAILED (tools/train.py exited with status" in first.stdout
     runs = data["runs"]
-    assert sorted(runs) == ["broken/seed1", "ft_dconv/seed1", "plain/seed1"]
+    assert sorted(runs) == ["broken/seed1", "ft_dconv/seed1", "ft_wide_head/seed1", "plain/seed1"]
     assert "no_such_dataset" in open(os.path.join(zoo.REPO, runs["broken/seed1"]["log"])).read()
-    for key in ("plain/seed1", "ft_dconv/seed1"):
+    for key in ("plain/seed1", "ft_dconv/seed1", "ft_wide_head/seed1"):
         r = runs[key]
         assert r["status"] == "ok" and r["seed"] == 1 and r["max_iter"] == 2 and r["jobs"] == 2, r
         assert r["AP50"] is not None and 0.0 <= r["AP"] <= r["AP50"] <= 100.0
         assert 1e6 < r["params"] < 2e7
     assert runs["ft_dconv/seed1"]["params"] > runs["plain/seed1"]["params"]  # + the offset branches
+    assert runs["ft_wide_head/seed1"]["params"] > 2.5 * runs["plain/seed1"]["params"]  # FC_DIM 1613
+    assert (root / "work" / "ft_wide_head" / "seed1" / zoo.WIDENED_WEIGHTS).is_file()
     assert (root / "work" / "plain" / "seed1" / "model_final.pth").is_file()
     # the rerun trains only the failed run again
-    assert "3 runs planned, 2 already in" in second.stdout and "1 to train" in second.stdout
+    assert "4 runs planned, 3 already in" in second.stdout and "1 to train" in second.stdout
     assert "[start] plain/seed1" not in second.stdout and "[start] broken/seed1" in second.stdout
     assert "| plain | baseline" in second.stdout and "| ft_dconv |" in second.stdout
 
@@ -245,19 +248,38 @@ def _eval_detections(root, env, config, weights, name):
     return json.load(open(path))
 
 
-@pytest.mark.parametrize("variant", ["dconv", pytest.param("dpool", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("variant", ["dconv", "wide_head", pytest.param("dpool", marks=pytest.mark.slow)])
 def test_fine_tune_starts_as_the_plain_model(zoo_run, variant):
     """Step 0 of a fine-tune: the variant's config loading the plain weights (its offset branches missing, hence
-    zero) gives the plain model's detections, end to end through tools/train.py."""
+    zero; for ft_wide_head the plain weights as the zoo widened them) gives the plain model's detections, end to end
+    through tools/train.py."""
     root, _, _, _, env = zoo_run
     weights = root / "work" / "plain" / "seed1" / "model_final.pth"
     plain = _eval_detections(root, env, os.path.join(QUICKSTART, "faster_rcnn_shapes.yaml"), weights, "plain")
-    other = _eval_detections(root, env, os.path.join(QUICKSTART, zoo.VARIANTS[variant][0]), weights, variant)
+    variant_weights = weights
+    if variant == "wide_head":  # the file the zoo's ft_wide_head run started from
+        variant_weights = root / "work" / "ft_wide_head" / "seed1" / zoo.WIDENED_WEIGHTS
+    other = _eval_detections(root, env, os.path.join(QUICKSTART, zoo.VARIANTS[variant][0]), variant_weights,
+                             variant)
     assert plain, "the tiny model should still output some boxes at score threshold 0"
     assert len(other) == len(plain)
     for a, b in zip(plain, other):
         assert a["image_id"] == b["image_id"] and a["category_id"] == b["category_id"]
         assert b["bbox"] == pytest.approx(a["bbox"], abs=1e-3) and b["score"] == pytest.approx(a["score"], abs=1e-5)
+
+
+def test_ft_wide_head_loads_the_widened_plain_weights(tmp_path):
+    """ft_wide_head's run loads OUTPUT_DIR/widened_plain.pth, written from the plain run's final weights before
+    training; without those weights the run fails at once, naming the file (no training starts)."""
+    plan = zoo.plan_run(zoo.resolve_variant("ft_wide_head"), 2, [], None, str(tmp_path))
+    out = tmp_path / "ft_wide_head" / "seed2"
+    assert plan["widen_from"] == str(tmp_path / "plain" / "seed2" / "model_final.pth")
+    assert plan["opts"][plan["opts"].index("MODEL.WEIGHTS") + 1] == str(out / zoo.WIDENED_WEIGHTS)
+    assert plan["cfg"].MODEL.ROI_BOX_HEAD.FC_DIM == 1613
+    assert zoo.plan_run(zoo.resolve_variant("ft_dconv"), 2, [], None, str(tmp_path))["widen_from"] is None
+    row = zoo.run_plan(plan, str(tmp_path / "logs" / "ft_wide_head.log"), None)
+    assert row["status"] == "failed" and "widening" in row["error"] and "plain/seed2/model_final.pth" in row["error"]
+    assert not (tmp_path / "logs" / "ft_wide_head.log").exists()
 
 
 def test_fingerprint_survives_a_new_default_key():
