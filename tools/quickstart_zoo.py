@@ -415,6 +415,21 @@ def _plans(args, overrides) -> List[dict]:
             for seed in range(1, args.seeds + 1) for v in variants]
 
 
+def _with_missing_bases(plans: List[dict], todo: List[dict]) -> List[dict]:
+    """``todo`` plus every recorded run whose final weights a fine-tune in ``todo`` needs but that are gone (another
+    machine, a fresh checkout): trained again, same config and seed, before the fine-tune; in plan order."""
+    keys = {p["key"] for p in todo}
+    for plan in todo:
+        if not plan["finetune_from"]:
+            continue
+        base = next(p for p in plans if p["key"] == f"{plan['finetune_from']}/seed{plan['seed']}")
+        if base["key"] not in keys and not os.path.isfile(os.path.join(base["output_dir"], "model_final.pth")):
+            print(f"{base['key']}: recorded, but {plan['key']} needs its final weights, which are not in "
+                  f"{base['output_dir']}: training it again", flush=True)
+            keys.add(base["key"])
+    return [p for p in plans if p["key"] in keys]
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     head, tail = split_overrides(argv)
@@ -458,6 +473,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 record(plan, row)
                 continue
         todo.append(plan)
+    todo = _with_missing_bases(plans, todo)
     print(f"quickstart_zoo: {len(plans)} runs planned, {len(plans) - len(todo)} already in {args.results}, "
           f"{len(todo)} to train with {args.jobs} at a time", flush=True)
 

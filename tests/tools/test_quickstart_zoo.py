@@ -282,6 +282,18 @@ def test_ft_wide_head_loads_the_widened_plain_weights(tmp_path):
     assert not (tmp_path / "logs" / "ft_wide_head.log").exists()
 
 
+def test_a_recorded_plain_run_without_its_weights_is_trained_again_for_a_fine_tune(tmp_path, capsys):
+    plain, ft = (zoo.plan_run(zoo.resolve_variant(v), 1, [], None, str(tmp_path)) for v in ("plain", "ft_mdpool"))
+    other = zoo.plan_run(zoo.resolve_variant("dconv"), 1, [], None, str(tmp_path))
+    plans = [plain, other, ft]
+    assert [p["key"] for p in zoo._with_missing_bases(plans, [ft])] == ["plain/seed1", "ft_mdpool/seed1"]
+    assert "plain/seed1: recorded, but ft_mdpool/seed1 needs its final weights" in capsys.readouterr().out
+    os.makedirs(plain["output_dir"])
+    open(os.path.join(plain["output_dir"], "model_final.pth"), "wb").close()
+    assert zoo._with_missing_bases(plans, [ft]) == [ft]
+    assert zoo._with_missing_bases(plans, [other]) == [other]
+
+
 def test_fingerprint_survives_a_new_default_key():
     """A run recorded before det_dcn gained a config key (whose default keeps the old behaviour) keeps its
     fingerprint; a changed value does not."""
