@@ -214,19 +214,34 @@ def finished_fingerprint(output_dir: str) -> Optional[str]:
     return config_fingerprint(cfg)
 
 
+def _cpu_model(cfg):
+    """The model ``cfg`` builds, on the CPU, with its own initialisation (MODEL.WEIGHTS not loaded)."""
+    from det_dcn.modeling import build_model
+
+    cfg = cfg.clone()
+    cfg.defrost()
+    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
+    return build_model(cfg)
+
+
 def count_parameters(config_yaml: str) -> int:
     """All parameters of the model that ``config_yaml`` (a run's resolved config.yaml) builds, on the CPU."""
-    import torch
-
     from det_dcn.config import get_cfg
-    from det_dcn.modeling import build_model
 
     cfg = get_cfg()
     cfg.merge_from_file(config_yaml)
-    cfg.MODEL.DEVICE = "cpu"
-    cfg.MODEL.WEIGHTS = ""
-    with torch.no_grad():
-        return int(sum(p.numel() for p in build_model(cfg).parameters()))
+    return int(sum(p.numel() for p in _cpu_model(cfg).parameters()))
+
+
+def widen_plain_weights(plan: dict) -> None:
+    """ft_wide_head's start: the plain run's final weights widened to the run's model (its new units initialised
+    with the run's seed), written where the run's MODEL.WEIGHTS points."""
+    import torch
+
+    from det_dcn.checkpoint import widen_checkpoint
+
+    torch.manual_seed(plan["seed"])
+    widen_checkpoint(plan["widen_from"], _cpu_model(plan["cfg"]), plan["cfg"].MODEL.WEIGHTS)
 
 
 def _finite(value) -> Optional[float]:
@@ -276,10 +291,8 @@ def run_plan(plan: dict, log_path: str, timeout: Optional[float]) -> dict:
                              f"(let it finish, then rerun the zoo to record it)"}
         os.replace(metrics, metrics + ".old")
     if plan["widen_from"]:
-        from det_dcn.checkpoint import widen_checkpoint
-
         try:
-            widen_checkpoint(plan["widen_from"], plan["cfg"], plan["cfg"].MODEL.WEIGHTS, seed=plan["seed"])
+            widen_plain_weights(plan)
         except (OSError, ValueError) as e:
             return {**collect_row(plan), "status": "failed", "wall_s": 0.0, "log": None,
                     "error": f"widening {plan['widen_from']} failed: {e}"}

@@ -10,7 +10,7 @@ output: the widened model's outputs equal the trained model's until training mov
 """
 
 import os
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 from torch import nn
@@ -59,19 +59,11 @@ def widen_state_dict(trained: Dict[str, torch.Tensor], wide_model: nn.Module) ->
     return out
 
 
-def widen_checkpoint(weights: str, cfg, output: str, seed: Optional[int] = None) -> Dict[str, torch.Tensor]:
-    """Read ``weights`` (a narrower model's checkpoint), widen it to the model ``cfg`` builds (initialised with
-    ``torch.manual_seed(seed)`` where given) and write ``{"model": state}`` to ``output`` atomically (its folder
-    created)."""
-    from det_dcn.modeling import build_model
-
+def widen_checkpoint(weights: str, wide_model: nn.Module, output: str) -> Dict[str, torch.Tensor]:
+    """Read ``weights`` (a narrower model's checkpoint), widen it to ``wide_model`` (whose own initialisation fills
+    the new units' inputs) and write ``{"model": state}`` to ``output`` atomically (its folder created)."""
     trained = _strip_prefix(_extract_model_state(read_checkpoint(weights), weights), "module.")
-    cfg = cfg.clone()
-    cfg.defrost()
-    cfg.MODEL.DEVICE, cfg.MODEL.WEIGHTS = "cpu", ""
-    if seed is not None:
-        torch.manual_seed(seed)
-    state = widen_state_dict(trained, build_model(cfg))
+    state = widen_state_dict(trained, wide_model)
     os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
     atomic_torch_save({"model": state, "widened_from": weights}, output)
     return state

@@ -50,7 +50,8 @@ def test_widened_quickstart_detector_gives_the_plain_detections(tmp_path):
     weights = tmp_path / "plain.pth"
     torch.save({"model": plain.state_dict(), "iteration": 7}, weights)
     out = tmp_path / "widened.pth"
-    widen_checkpoint(str(weights), wide_cfg, str(out), seed=3)
+    torch.manual_seed(3)
+    widen_checkpoint(str(weights), build_model(wide_cfg), str(out))
     assert read_checkpoint(str(out))["model"]["roi_heads.box_head.fc2.weight"].shape == (1613, 1613)
 
     wide = build_model(wide_cfg).eval()
@@ -68,7 +69,6 @@ def test_widened_quickstart_detector_gives_the_plain_detections(tmp_path):
 def test_widen_checkpoint_names_an_unreadable_file(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    cfg = quickstart_cfg("faster_rcnn_shapes_wide_head", "MODEL.DEVICE", "cpu")
     with pytest.raises(ValueError, match="bad.pth"):
-        widen_checkpoint(str(bad), cfg, str(tmp_path / "out.pth"))
+        widen_checkpoint(str(bad), _mlp(9), str(tmp_path / "out.pth"))
     assert not (tmp_path / "out.pth").exists()
