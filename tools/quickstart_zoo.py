@@ -69,7 +69,8 @@ FINETUNE: Dict[str, tuple] = {
     "ft_mdconv": ("mdconv", "plain weights + DCNv2 in res3-res5, trained again"),
     "ft_dpool": ("dpool", "plain weights + dpool, trained again"),
     "ft_mdpool": ("mdpool", "plain weights + mdpool, trained again"),
-    "ft_wide_head": ("wide_head", "plain weights, box head widened to FC_DIM 1613 (new units start unused), trained again"),
+    "ft_wide_head": ("wide_head",
+                     "plain weights, box head widened to FC_DIM 1613 (new units start unused), trained again"),
 }
 # Fine-tunes whose model is wider than the plain one: the plain weights are widened first, function-preservingly
 # (det_dcn.checkpoint.widen), to OUTPUT_DIR/WIDENED_WEIGHTS, which the run loads.

@@ -207,8 +207,9 @@ def zoo_run(tmp_path_factory):
                       'DATASETS:\n  TRAIN: ("no_such_dataset",)\n')
     results = root / "results.json"
     env = dict(os.environ, DET_DCN_DATASETS=str(root / "datasets"), OMP_NUM_THREADS="1")
-    cmd = [sys.executable, ZOO_PY, "--variants", "ft_dconv", "ft_wide_head", str(broken), "--seeds", "1", "--max-iter", "2",
-           "--jobs", "2", "--work-dir", str(root / "work"), "--results", str(results), *TINY_OVERRIDES]
+    cmd = [sys.executable, ZOO_PY, "--variants", "ft_dconv", "ft_wide_head", str(broken), "--seeds", "1",
+           "--max-iter", "2", "--jobs", "2", "--work-dir", str(root / "work"), "--results", str(results),
+           *TINY_OVERRIDES]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(root))
     data = json.loads(results.read_text())
     second = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, cwd=str(root))
