@@ -13,9 +13,9 @@ Each run is ``python tools/train.py --config-file configs/quickstart/faster_rcnn
 SEED <s> OUTPUT_DIR <work dir>/<variant>/seed<s> [overrides]`` in a subprocess. The seeds are 1..N (never the
 config's own SEED, on which the recipe was chosen). Fine-tune variants (``ft_*``) start from the plain variant's
 final weights of the same seed (that run comes first) and train the same schedule again with the deformable parts
-added (zero-initialised, so the model starts as the plain one); ``ft_wide_head``, the capacity control, starts from
-those weights widened to FC_DIM 1613 with the new units' outgoing weights zero (det_dcn.checkpoint.widen: again the
-plain model at step 0).
+added (zero-initialised, so the model starts as the plain one); ``ft_wide_head`` and ``ft_wide_head_dpool``, the
+capacity controls for mdpool and dpool, start from those weights widened to FC_DIM 1613 / 1054 with the new units'
+outgoing weights zero (det_dcn.checkpoint.widen: again the plain model at step 0).
 
 Resumable: every finished run is stored at once (atomically) in the results file (default
 docs/quickstart_zoo_results.json, committed), keyed by variant and seed, with a fingerprint of its resolved config
@@ -58,6 +58,8 @@ VARIANTS: Dict[str, tuple] = {
     "mdpool": ("faster_rcnn_shapes_mdpool.yaml", "modulated deformable RoI pooling (DCNv2)"),
     "mdconv_mdpool": ("faster_rcnn_shapes_mdconv_mdpool.yaml", "DCNv2 in res3-res5 + mdpool"),
     "wide_head": ("faster_rcnn_shapes_wide_head.yaml", "plain with the box head widened to mdpool's parameter count"),
+    "wide_head_dpool": ("faster_rcnn_shapes_wide_head_dpool.yaml",
+                        "plain with the box head widened to dpool's parameter count"),
     "dc5": ("faster_rcnn_shapes_dc5.yaml", "dilated res5 (stride 16), single level, no FPN"),
     "dc5_multigrid": ("faster_rcnn_shapes_dc5_multigrid.yaml", "dc5 + res5 multi-grid (1, 2): rates 2, 4"),
     "dc5_aspp": ("faster_rcnn_shapes_dc5_aspp.yaml", "dc5 + ASPP (rates 3, 6, 9, image pooling) after res5"),
@@ -71,10 +73,12 @@ FINETUNE: Dict[str, tuple] = {
     "ft_mdpool": ("mdpool", "plain weights + mdpool, trained again"),
     "ft_wide_head": ("wide_head",
                      "plain weights, box head widened to FC_DIM 1613 (new units start unused), trained again"),
+    "ft_wide_head_dpool": ("wide_head_dpool",
+                           "plain weights, box head widened to FC_DIM 1054 (new units start unused), trained again"),
 }
 # Fine-tunes whose model is wider than the plain one: the plain weights are widened first, function-preservingly
 # (det_dcn.checkpoint.widen), to OUTPUT_DIR/WIDENED_WEIGHTS, which the run loads.
-WIDEN = {"ft_wide_head"}
+WIDEN = {"ft_wide_head", "ft_wide_head_dpool"}
 WIDENED_WEIGHTS = "widened_plain.pth"
 DEFAULT_RESULTS = os.path.join("docs", "quickstart_zoo_results.json")
 DEFAULT_WORK_DIR = os.path.join("output", "quickstart_zoo")
@@ -235,8 +239,8 @@ def count_parameters(config_yaml: str) -> int:
 
 
 def widen_plain_weights(plan: dict) -> None:
-    """ft_wide_head's start: the plain run's final weights widened to the run's model (its new units initialised
-    with the run's seed), written where the run's MODEL.WEIGHTS points."""
+    """A capacity control's start (WIDEN): the plain run's final weights widened to the run's model (its new units
+    initialised with the run's seed), written where the run's MODEL.WEIGHTS points."""
     import torch
 
     from det_dcn.checkpoint import widen_checkpoint

@@ -36,6 +36,7 @@ EXPECTED_CHANGES = {
     "dc5_multigrid": {"MODEL.RESNETS.RES5_MULTI_GRID"},
     "dc5_aspp": {"MODEL.RESNETS.RES5_ASPP_RATES"},
     "wide_head": {"MODEL.ROI_BOX_HEAD.FC_DIM"},
+    "wide_head_dpool": {"MODEL.ROI_BOX_HEAD.FC_DIM"},
 }
 BASES = {"dc5_multigrid": "dc5", "dc5_aspp": "dc5"}  # variants of a variant; the rest derive from the plain one
 
@@ -95,17 +96,20 @@ def test_variant_values():
     assert [list(x) for x in dc5.ANCHOR_GENERATOR.SIZES] == [plain_sizes]  # the same sizes, on one level
 
 
-def test_wide_head_matches_mdpool_parameter_count():
-    """wide_head separates mdpool's deformation from its extra capacity: same parameter count within 0.1%."""
+@pytest.mark.parametrize("control, pooler, min_ratio",
+                         [("wide_head", "mdpool", 2.5), ("wide_head_dpool", "dpool", 1.8)])
+def test_wide_head_matches_pooler_parameter_count(control, pooler, min_ratio):
+    """A capacity control separates a pooler's deformation from its extra capacity: same parameter count within
+    0.1%, and the pooler's offset branch makes that count far larger than the plain model's."""
     from det_dcn.modeling import build_model
 
     counts = {}
-    for name in ("wide_head", "mdpool", "plain"):
+    for name in (control, pooler, "plain"):
         cfg = _merged(os.path.join(QUICKSTART, zoo.VARIANTS[name][0]))
         cfg.MODEL.DEVICE = "cpu"
         counts[name] = sum(p.numel() for p in build_model(cfg).parameters())
-    assert counts["wide_head"] == pytest.approx(counts["mdpool"], rel=1e-3)
-    assert counts["mdpool"] > 2.5 * counts["plain"]
+    assert counts[control] == pytest.approx(counts[pooler], rel=1e-3)
+    assert counts[pooler] > min_ratio * counts["plain"]
 
 
 def test_dc5_is_a_single_stride16_res5_level():
