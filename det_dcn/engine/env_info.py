@@ -8,8 +8,22 @@ import numpy as np
 import torch
 
 
+def cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo), else what ``platform`` knows."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass  # not Linux: platform's answer below
+    return platform.processor() or platform.machine()
+
+
 def collect_env_info() -> str:
-    """A few ``name: value`` lines: Python, det_dcn, torch, torchvision, NumPy, CUDA / GPUs, CPU threads."""
+    """A few ``name: value`` lines: Python, det_dcn, torch, torchvision, NumPy, CUDA / GPUs, CPU model, threads and
+    the SIMD level torch's CPU kernels dispatch to (which changes float results: CPU training is bit-reproducible
+    only where that line is the same)."""
     import det_dcn
 
     rows = [
@@ -18,8 +32,8 @@ def collect_env_info() -> str:
         ("det_dcn", f"{det_dcn.__version__} @ {os.path.dirname(det_dcn.__file__)}"),
         ("PyTorch", f"{torch.__version__} @ {os.path.dirname(torch.__file__)}"),
         ("NumPy", np.__version__),
-        ("CPU", f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                f"torch threads {torch.get_num_threads()}"),
+        ("CPU", f"{cpu_model()} ({platform.machine()}), {os.cpu_count()} cores, "
+                f"torch threads {torch.get_num_threads()}, kernels {torch.backends.cpu.get_cpu_capability()}"),
     ]
     try:
         import torchvision
