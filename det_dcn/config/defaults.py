@@ -185,6 +185,14 @@ _C.DATASETS.TEST = ()  # empty: no evaluation
 # (paths relative to the working directory), e.g. [["my_train", "ann/train.json", "images/train"]]; the
 # command-line form: DATASETS.CUSTOM_COCO "[['my_train', 'ann/train.json', 'images/train']]". det_dcn's own key.
 _C.DATASETS.CUSTOM_COCO = ()
+# Pascal VOC XML folders (LabelImg: one XML per image, beside the images or in their own folder) to register, each
+# [name, annotation_dir, image_dir] plus optionally class_names (a list or "a,b"; "" or absent: the sorted names
+# found in all the folder's XMLs) and val_every (default 5). Each entry registers <name> (every image),
+# <name>_val (every val_every-th XML file in natural name order: raccoon-5, raccoon-10, ...) and <name>_train (the
+# rest), evaluated with VOC2012's area rule. XMLs whose image is missing are skipped with a warning; a <size> that
+# disagrees with the image is replaced by the image's; malformed XML or an unknown class is an error naming the file.
+# E.g. DATASETS.CUSTOM_VOC "[['raccoon', 'raccoon/annotations', 'raccoon/images']]". det_dcn's own key.
+_C.DATASETS.CUSTOM_VOC = ()
 
 _C.DATALOADER = CN()
 _C.DATALOADER.NUM_WORKERS = 4

@@ -11,10 +11,16 @@ from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import register_coco_from_cfg
 from .detection_utils import has_usable_annotation
 from .mapper import DatasetMapper
+from .voc import register_voc_from_cfg
 from .samplers import InferenceSampler, aspect_ratio_group_ids, resolve_seed
 from .train_batches import TrainBatchDataset, TrainDataLoader
 
 logger = logging.getLogger(__name__)
+
+
+def register_custom_from_cfg(cfg) -> List[str]:
+    """Register DATASETS.CUSTOM_COCO and DATASETS.CUSTOM_VOC (idempotent); returns the names registered."""
+    return register_coco_from_cfg(cfg) + register_voc_from_cfg(cfg)
 
 
 def get_detection_dataset_dicts(names: Union[str, Sequence[str]], filter_empty: bool = True) -> List[dict]:
@@ -58,7 +64,7 @@ def build_detection_train_loader(cfg, mapper: Optional[DatasetMapper] = None, st
         raise ValueError(f"SOLVER.IMS_PER_BATCH ({total}) is the total batch over all processes and must be a "
                          f"positive multiple of the number of processes ({world})")
     if dataset_dicts is None:
-        register_coco_from_cfg(cfg)
+        register_custom_from_cfg(cfg)
         dataset_dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:
         mapper = DatasetMapper.from_config(cfg, is_train=True)
@@ -93,7 +99,7 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Dataset
                                 num_workers: Optional[int] = None) -> torch.utils.data.DataLoader:
     """Finite loader, batch 1 (a list with one dict), each image of ``dataset_name`` on exactly one rank.
     Images are at their original size; an unreadable image raises ``BadDataError`` naming the file."""
-    register_coco_from_cfg(cfg)
+    register_custom_from_cfg(cfg)
     dicts = get_detection_dataset_dicts(dataset_name, filter_empty=False)
     if mapper is None:
         mapper = DatasetMapper.from_config(cfg, is_train=False)

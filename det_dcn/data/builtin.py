@@ -1,4 +1,5 @@
-"""Built-in dataset names: coco_2017_train / coco_2017_val and shapes_train / shapes_val.
+"""Built-in dataset names: coco_2017_train / coco_2017_val, shapes_train / shapes_val and detectron2's Pascal VOC
+names (voc_2007_{trainval,train,val,test}, voc_2012_{trainval,train,val}).
 
 They live under the datasets root, ``$DET_DCN_DATASETS`` (default ``./datasets``), read when det_dcn.data is
 imported (call ``register_all_builtin(root)`` to point them elsewhere later)::
@@ -7,6 +8,7 @@ imported (call ``register_all_builtin(root)`` to point them elsewhere later)::
     $DET_DCN_DATASETS/coco/{train,val}2017/*.jpg
     $DET_DCN_DATASETS/shapes/annotations/instances_{train,val}.json   (generated on first use)
     $DET_DCN_DATASETS/shapes/{train,val}/*.png
+    $DET_DCN_DATASETS/VOC{2007,2012}/{Annotations,JPEGImages,ImageSets/Main}
 """
 
 import os
@@ -15,6 +17,7 @@ from typing import Optional
 from . import shapes
 from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import load_coco_json
+from .voc import VOC_BUILTIN_SPLITS, register_pascal_voc
 
 ENV_VAR = "DET_DCN_DATASETS"
 
@@ -98,3 +101,7 @@ def register_all_builtin(root: Optional[str] = None) -> None:
         MetadataCatalog.get(name).set(json_file=shapes.json_path(os.path.join(root, "shapes"), split),
                                       image_root=shapes.image_dir(os.path.join(root, "shapes"), split),
                                       **shapes_meta)
+    for name, (dirname, split, year) in VOC_BUILTIN_SPLITS.items():
+        DatasetCatalog.remove(name)
+        MetadataCatalog.remove(name)
+        register_pascal_voc(name, os.path.join(root, dirname), split, year)

@@ -1,8 +1,11 @@
 """Reading images and turning dataset dicts into model targets.
 
 ``read_image`` is strict on purpose: a missing, unreadable or truncated file raises ``BadDataError`` naming the
-file. The training loader catches that error, logs and skips the image; the evaluation loader lets it propagate
-(a silently skipped image would change the AP).
+file. A truncated JPEG (no end-of-image marker) is refused, not decoded: libjpeg would grey-fill the missing part
+and the model would learn from / be scored on an invented image. The training loader catches the error, logs and
+skips the image; the evaluation loader marks it (det_dcn/evaluation/left_out.py) and the evaluators leave it out
+of both detections and ground truth. ``image_size`` and ``check_image_file`` read only the file's header (and its
+last bytes), for load-time size checks and the start-of-training check of the evaluation images.
 """
 
 import os
@@ -24,6 +27,41 @@ def _check_jpeg_complete(data: bytes, file_name: str) -> None:
     # detect it by the missing end-of-image marker (0xFFD9). Some writers append padding after it.
     if b"\xff\xd9" not in data.rstrip(b"\x00\r\n\t ")[-32:]:
         raise BadDataError(f"Truncated JPEG (no end-of-image marker): {file_name}")
+
+
+# EXIF orientations 5-8 rotate by 90 degrees: the decoded image (OpenCV applies the tag) has width and height swapped.
+_EXIF_ORIENTATION, _TRANSPOSING_ORIENTATIONS = 0x0112, (5, 6, 7, 8)
+
+
+def image_size(file_name: str) -> Tuple[int, int]:
+    """(width, height) of the image as ``read_image`` returns it, from the file's header only (EXIF orientation
+    applied). Raises ``BadDataError`` naming the file when it is missing or not an image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(file_name) as im:
+            w, h = im.size
+            if im.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSING_ORIENTATIONS:
+                w, h = h, w
+    except FileNotFoundError as e:
+        raise BadDataError(f"Image file not found: {file_name}") from e
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:  # PIL raises these for bad headers
+        raise BadDataError(f"Cannot read the image header of {file_name}: {type(e).__name__}: {e}") from e
+    return int(w), int(h)
+
+
+def check_image_file(file_name: str, full_decode: bool = False) -> None:
+    """Raise ``BadDataError`` naming the file if it cannot be read. Cheap by default (header, and for a JPEG its
+    end-of-image marker); ``full_decode`` decodes it as ``read_image`` does."""
+    if full_decode:
+        read_image(file_name)
+        return
+    image_size(file_name)
+    with open(file_name, "rb") as f:
+        is_jpeg = f.read(2) == b"\xff\xd8"
+        if is_jpeg:
+            f.seek(max(os.path.getsize(file_name) - 4096, 0))
+            _check_jpeg_complete(f.read(), file_name)
 
 
 def read_image(file_name: str, format: str = "BGR") -> np.ndarray:
