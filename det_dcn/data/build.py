@@ -1,6 +1,7 @@
 """Building the training and test data loaders from a config (the interface the engine uses)."""
 
 import logging
+import time
 from typing import List, Optional, Sequence, Union
 
 import torch
@@ -9,7 +10,7 @@ from det_dcn.utils import comm
 
 from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import register_coco_from_cfg
-from .detection_utils import has_usable_annotation
+from .detection_utils import UNREADABLE_KEY, BadDataError, check_image_file, has_usable_annotation
 from .mapper import DatasetMapper
 from .voc import register_voc_from_cfg
 from .samplers import InferenceSampler, aspect_ratio_group_ids, resolve_seed
@@ -81,6 +82,9 @@ def build_detection_train_loader(cfg, mapper: Optional[DatasetMapper] = None, st
 
 
 class _MapDataset(torch.utils.data.Dataset):
+    """Test-time mapping; an image that cannot be read becomes an UNREADABLE_KEY stand-in (the evaluators leave
+    it out of detections and ground truth) instead of ending the run."""
+
     def __init__(self, dicts, mapper):
         self.dicts, self.mapper = dicts, mapper
 
@@ -88,7 +92,12 @@ class _MapDataset(torch.utils.data.Dataset):
         return len(self.dicts)
 
     def __getitem__(self, i):
-        return self.mapper(self.dicts[i])
+        d = self.dicts[i]
+        try:
+            return self.mapper(d)
+        except BadDataError as e:
+            return {"image_id": d.get("image_id"), "file_name": d["file_name"], "height": d.get("height"),
+                    "width": d.get("width"), UNREADABLE_KEY: str(e)}
 
 
 def _as_list(batch):
@@ -98,7 +107,8 @@ def _as_list(batch):
 def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[DatasetMapper] = None,
                                 num_workers: Optional[int] = None) -> torch.utils.data.DataLoader:
     """Finite loader, batch 1 (a list with one dict), each image of ``dataset_name`` on exactly one rank.
-    Images are at their original size; an unreadable image raises ``BadDataError`` naming the file."""
+    Images are at their original size; an unreadable image yields a stand-in dict with the key ``UNREADABLE_KEY``
+    (see _MapDataset) that ``inference_on_dataset`` keeps away from the model."""
     register_custom_from_cfg(cfg)
     dicts = get_detection_dataset_dicts(dataset_name, filter_empty=False)
     if mapper is None:
@@ -112,3 +122,30 @@ def build_detection_test_loader(cfg, dataset_name: str, mapper: Optional[Dataset
         collate_fn=_as_list,
         generator=torch.Generator().manual_seed(0),  # leaves the global torch RNG untouched (see train_batches)
     )
+
+
+FULL_DECODE_MAX_IMAGES = 500  # up to this many images the check decodes each; above, header + JPEG end marker
+
+
+def check_evaluation_images(cfg) -> List[str]:
+    """Check that the images of DATASETS.TEST can be read, at the start of training, so a broken file is
+    reported in the first seconds rather than at the first evaluation. Returns the unreadable files (each
+    warned about, naming the file); evaluation will leave them out (det_dcn/evaluation/left_out.py)."""
+    register_custom_from_cfg(cfg)
+    bad = []
+    for name in cfg.DATASETS.TEST:
+        if name not in DatasetCatalog:  # a trainer subclass may build its test loader without the catalog
+            continue
+        start = time.perf_counter()
+        files = [d["file_name"] for d in get_detection_dataset_dicts(name, filter_empty=False)]
+        full = len(files) <= FULL_DECODE_MAX_IMAGES
+        for f in files:
+            try:
+                check_image_file(f, full_decode=full)
+            except BadDataError as e:
+                logger.warning(f"Evaluation dataset {name!r}: {e}; it will be left out of evaluation")
+                bad.append(f)
+        logger.info(f"Checked the {len(files)} images of evaluation dataset {name!r} "
+                    f"({'full decode' if full else 'header and JPEG end marker'}) in {time.perf_counter() - start:.1f} s: "
+                    f"{sum(f in bad for f in files)} unreadable")
+    return bad

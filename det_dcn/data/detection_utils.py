@@ -16,6 +16,9 @@ import numpy as np
 import torch
 
 SUPPORTED_FORMATS = ("BGR", "RGB")
+# Key of the test loader's stand-in for an image it could not read: {"image_id", "file_name", "height", "width",
+# UNREADABLE_KEY: the reason} and no "image". det_dcn/evaluation/left_out.py says what evaluation makes of it.
+UNREADABLE_KEY = "unreadable"
 
 
 class BadDataError(ValueError):

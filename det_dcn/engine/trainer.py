@@ -123,6 +123,10 @@ class DefaultTrainer(SimpleTrainer):
         SIGUSR1 arrived."""
         # Before the loader's worker processes start, so they inherit the handler (see preemption.StopRequest).
         self.stop_request.install()
+        if comm.is_main_process() and len(self.cfg.DATASETS.TEST) > 0:
+            from det_dcn.data.build import check_evaluation_images
+
+            check_evaluation_images(self.cfg)  # a broken file is named now, not at the first evaluation
         try:
             self.reset_data_loader(self.build_train_loader(self.cfg, start_iter=self.start_iter))
             # Restored after the loader exists: creating its iterator draws from the torch RNG in both runs alike.

@@ -16,11 +16,12 @@ import numpy as np
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 from det_dcn.utils import comm
 
-from .coco_gt import dicts_to_coco_gt, load_coco_gt
+from .coco_gt import dicts_to_coco_gt, load_coco_gt, restrict_coco_gt
 from .coco_protocol import METRIC_NAMES, EvalResult, format_summary
 from .coco_tables import Detections, GroundTruth, nonfinite_rows
 from .evaluator import DatasetEvaluator
 from .fast_cocoeval import evaluate_boxes
+from .left_out import left_out_message, restrict_gt_image_ids
 from .results_io import write_coco_results
 
 logger = logging.getLogger(__name__)
@@ -53,12 +54,16 @@ class COCOEvaluator(DatasetEvaluator):
         self._class_names = list(meta.thing_classes)
         to_dataset_id = {v: k for k, v in meta.thing_dataset_id_to_contiguous_id.items()}
         self._dataset_cat_ids = np.array([to_dataset_id[i] for i in range(len(self._class_names))], dtype=np.int64)
-        self._gt: Optional[Tuple[Optional[dict], GroundTruth]] = None  # loaded once, reused by periodic evaluation
+        self._gt: Optional[Tuple[dict, GroundTruth]] = None  # loaded once, reused by periodic evaluation
         self.reset()
 
     def reset(self):
         # image id -> (boxes [K, 4] XYWH float64, scores [K] float64, dataset category ids [K] int64)
         self._predictions: Dict[object, Tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self._unreadable: Dict[object, str] = {}  # image id -> file name (left_out.py)
+
+    def process_unreadable(self, inputs):
+        self._unreadable.update({d["image_id"]: d["file_name"] for d in inputs})
 
     def process(self, inputs, outputs):
         for inp, out in zip(inputs, outputs):
@@ -109,7 +114,7 @@ class COCOEvaluator(DatasetEvaluator):
         return merge_rank_predictions(parts)
 
     def _ground_truth(self) -> Tuple[Optional[dict], GroundTruth]:
-        """(COCO dict, or None for the fast backend, which does not need it; GroundTruth), loaded once."""
+        """(COCO dict, GroundTruth), loaded once (the dict restricts the ground truth to the evaluated images)."""
         if self._gt is None:
             json_file = self._meta.get("json_file")
             if json_file is None or not os.path.isfile(json_file):
@@ -119,7 +124,7 @@ class COCOEvaluator(DatasetEvaluator):
             else:
                 coco = dicts_to_coco_gt(dicts, self._class_names, self._meta.thing_dataset_id_to_contiguous_id)
                 source = f"dataset {self.dataset_name!r}"
-            self._gt = (coco if self.backend == "pycocotools" else None), GroundTruth.from_coco_dict(coco, source)
+            self._gt = coco, GroundTruth.from_coco_dict(coco, source)
         return self._gt
 
     def evaluate(self):
@@ -137,9 +142,16 @@ class COCOEvaluator(DatasetEvaluator):
         if unknown:
             raise ValueError(f"COCOEvaluator: predictions for image ids {sorted(unknown)[:10]} that are not in the "
                              f"ground truth of {self.dataset_name!r} ({self._meta.get('json_file')})")
-        if len(img_ids) != len(gt.img_ids):
-            logger.warning(f"COCOEvaluator: predictions cover {len(img_ids)} images but {self.dataset_name!r} has "
-                           f"{len(gt.img_ids)}; AP is computed over all ground-truth images")
+        # Other ranks' unreadable images are not gathered: there, every image not evaluated counts as unreadable
+        # (each rank warned about its own files in inference_on_dataset).
+        single = not self.distributed or comm.get_world_size() == 1
+        keep = restrict_gt_image_ids(gt.img_ids, img_ids, self._unreadable if single else None)
+        if len(keep) != len(gt.img_ids):  # score only the evaluated images' ground truth
+            left_out = sorted(im["file_name"] for im in coco["images"] if im["id"] not in keep)
+            coco = restrict_coco_gt(coco, keep)
+            gt = GroundTruth.from_coco_dict(coco, f"{self.dataset_name!r} restricted to the evaluated images")
+            if self._unreadable or not single:
+                logger.warning(f"COCOEvaluator: {self.dataset_name!r}: {left_out_message(left_out)}")
         if not len(dets):
             logger.warning(f"COCOEvaluator: no detections on {self.dataset_name!r}; every AP is 0 (NaN for "
                            f"categories without ground truth)")

@@ -19,6 +19,13 @@ def dicts_to_coco_gt(dataset_dicts: List[dict], thing_classes: List[str], id_map
     return {"images": images, "annotations": annos, "categories": cats}
 
 
+def restrict_coco_gt(coco: dict, image_ids) -> dict:
+    """The COCO dict with only the images in ``image_ids`` and their annotations (categories unchanged)."""
+    keep = set(image_ids)
+    return {**coco, "images": [im for im in coco["images"] if im["id"] in keep],
+            "annotations": [a for a in coco.get("annotations", []) if a.get("image_id") in keep]}
+
+
 def load_coco_gt(json_file: str) -> dict:
     """Read a COCO instances JSON; annotations without "area" get their box area and without "iscrowd" 0
     (``COCOeval`` needs both; minimal COCO-format files sometimes lack them)."""

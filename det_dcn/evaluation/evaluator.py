@@ -11,6 +11,8 @@ import torch
 from det_dcn.utils import comm
 from det_dcn.utils.events import current_event_storage
 
+from .left_out import UNREADABLE_KEY, split_unreadable
+
 logger = logging.getLogger(__name__)
 
 
@@ -22,6 +24,10 @@ class DatasetEvaluator:
 
     def process(self, inputs, outputs):
         pass
+
+    def process_unreadable(self, inputs):
+        """Stand-ins for images the loader could not read (see det_dcn/evaluation/left_out.py): leave them out of
+        the ground truth and report them."""
 
     def evaluate(self) -> Optional[dict]:
         return {}
@@ -68,7 +74,12 @@ def inference_on_dataset(model, data_loader, evaluator: Optional[DatasetEvaluato
             t0 = time.perf_counter()
             if idx == num_warmup:
                 timed_start, t_data, t_model, t_eval, n_timed = t_prev, 0.0, 0.0, 0.0, 0
-            outputs = model(inputs)
+            inputs, unreadable = split_unreadable(inputs)
+            for d in unreadable:
+                logger.warning(f"Left out of evaluation (unreadable): {d['file_name']}: {d[UNREADABLE_KEY]}")
+            if unreadable:
+                evaluator.process_unreadable(unreadable)
+            outputs = model(inputs) if inputs else []
             sync()
             t1 = time.perf_counter()
             n_images = (0 if idx == num_warmup else n_images) + len(inputs)  # images in the timed batches
