@@ -1,12 +1,15 @@
 """detectron2 checkpoints -> det_dcn state dicts.
 
-- ``convert_detectron2``: a detectron2 model (model-zoo ``.pkl``: ``{"model": {name: numpy array}, "__author__":
-  ...}``, or a ``.pth`` from its trainer). det_dcn uses detectron2's module names, so keys of the parts det_dcn has
-  (ResNet / ResNeXt bottom-up, FPN, RPN head, box head and predictor, both with background last) are kept; the one
-  difference is the deformable 3x3: detectron2's offset conv ``resN.B.conv2_offset`` sits beside ``conv2``, det_dcn's
-  inside it (``conv2.conv_offset``, mmcv's layout; the same channel layout, modulated ``chunk(3)`` = x/y offsets,
-  mask). Heads det_dcn does not have (mask, keypoint, C4 ``roi_heads.res5``, cascade stages) and the non-weight
-  ``pixel_mean`` / ``pixel_std`` are returned as unmatched.
+- ``convert_detectron2``: a detectron2 Faster R-CNN (model-zoo ``.pkl``: ``{"model": {name: numpy array},
+  "__author__": ...}``, or a ``.pth`` from its trainer), FPN (``backbone.bottom_up.res2.0.conv1.weight``,
+  ``backbone.fpn_lateral2.weight`` ...) or DC5 (the ResNet is the backbone: ``backbone.stem.conv1.weight``,
+  ``backbone.res5.2.conv3.norm.bias`` ...). det_dcn uses detectron2's module names, so keys of the parts det_dcn has
+  (ResNet / ResNeXt, FPN, RPN head, box head and predictor, both with background last) are kept; the one difference
+  is the deformable 3x3: detectron2's offset conv ``resN.B.conv2_offset`` sits beside ``conv2``, det_dcn's inside it
+  (``conv2.conv_offset``, mmcv's layout; the same channel layout, modulated ``chunk(3)`` = x/y offsets, mask). C4
+  models (Res5ROIHeads: res5 in ``roi_heads.res5.*``) are refused, as det_dcn has no Res5ROIHeads. Heads det_dcn
+  does not have (mask, keypoint, cascade stages) and the non-weight ``pixel_mean`` / ``pixel_std`` are returned as
+  unmatched.
 - ``convert_detectron2_c2``: the MSRA / FAIR Caffe2-format ImageNet backbones detectron2 configs start from
   (``ImageNetPretrained/MSRA/R-50.pkl``, ``FAIR/X-101-32x8d.pkl``): ``conv1_w``, ``res_conv1_bn_s``,
   ``res2_0_branch2a_w``, ``res2_0_branch1_bn_b`` ... -> ``backbone.bottom_up.stem.conv1.weight``, ``...res2.0.conv1
@@ -25,24 +28,37 @@ import torch
 from .convert_common import Converted, StateDict, rename_keys
 
 BOTTOM_UP = "backbone.bottom_up."
-# Prefixes of det_dcn's (= detectron2's) module names for the parts det_dcn has.
-_KEPT = (BOTTOM_UP, "backbone.fpn_lateral", "backbone.fpn_output", "proposal_generator.rpn_head.",
-         "roi_heads.box_head.", "roi_heads.box_predictor.")
-_DCN_OFFSET = re.compile(r"^(backbone\.bottom_up\.res[2-5]\.\d+)\.conv2_offset\.(weight|bias)$")
+# The ResNet's modules: under the FPN (backbone.bottom_up.) or the backbone itself (DC5: backbone.).
+_RESNET = re.compile(r"^backbone\.(bottom_up\.)?(stem|res[2-5])\.")
+# Prefixes of det_dcn's (= detectron2's) module names for the other parts det_dcn has.
+_KEPT = ("backbone.fpn_lateral", "backbone.fpn_output", "proposal_generator.rpn_head.", "roi_heads.box_head.",
+         "roi_heads.box_predictor.")
+_DETECTOR = ("proposal_generator.", "roi_heads.")  # what only a detector has (an ImageNet backbone has neither)
+_C4_RES5 = "roi_heads.res5."
+_DCN_OFFSET = re.compile(r"^(backbone\.(?:bottom_up\.)?res[2-5]\.\d+)\.conv2_offset\.(weight|bias)$")
 
 
 def _detectron2_key(key: str) -> Optional[str]:
     m = _DCN_OFFSET.match(key)
     if m:
         return f"{m.group(1)}.conv2.conv_offset.{m.group(2)}"
-    return key if key.startswith(_KEPT) else None
+    return key if _RESNET.match(key) or key.startswith(_KEPT) else None
 
 
 def convert_detectron2(state: StateDict) -> Converted:
-    """detectron2 GeneralizedRCNN state dict -> (det_dcn state dict, unmatched keys: heads det_dcn lacks, ...)."""
-    if not any(k.startswith(BOTTOM_UP) for k in state):
-        raise ValueError(f"Not a detectron2 detector state dict: no '{BOTTOM_UP}*' keys; first keys are "
-                         f"{sorted(state)[:5]} (a Caffe2 ImageNet backbone such as R-50.pkl: use 'detectron2-c2')")
+    """detectron2 GeneralizedRCNN state dict (FPN or DC5) -> (det_dcn state dict, unmatched keys: heads det_dcn
+    lacks, ...). ValueError for a C4 model or a state dict that is not a detector."""
+    if not any(k.startswith(_DETECTOR) for k in state):
+        raise ValueError(f"Not a detectron2 detector state dict: no 'proposal_generator.*' or 'roi_heads.*' keys; "
+                         f"first keys are {sorted(state)[:5]} (a Caffe2 ImageNet backbone such as R-50.pkl: use "
+                         f"'detectron2-c2')")
+    c4 = sorted(k for k in state if k.startswith(_C4_RES5))
+    if c4:
+        raise ValueError(f"A detectron2 C4 model (Res5ROIHeads: res5 inside the RoI head, e.g. '{c4[0]}'): det_dcn has "
+                         f"no Res5ROIHeads (ROI_HEADS.NAME 'StandardROIHeads' only); FPN and DC5 models convert")
+    if not any(_RESNET.match(k) for k in state):
+        raise ValueError(f"A detectron2 detector state dict without a ResNet backbone ('{BOTTOM_UP}res2.*' for FPN, "
+                         f"'backbone.res2.*' for DC5); first keys are {sorted(state)[:5]}")
     return rename_keys(state, _detectron2_key)
 
 

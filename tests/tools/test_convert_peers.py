@@ -4,6 +4,7 @@ of the same role; the CLI reports what it drops; foreign pickles never run code.
 
 import os
 import pickle
+import re
 import sys
 
 import numpy as np
@@ -111,6 +112,114 @@ def _narrow_config(tmp_path, base, extra=()):
 def test_detectron2_refuses_a_caffe2_backbone():
     with pytest.raises(ValueError, match="detectron2-c2"):
         convert_detectron2({"conv1_w": torch.zeros(1), "res2_0_branch2a_w": torch.zeros(1)})
+
+
+# detectron2's DC5 layout (Base-RCNN-DilatedC5.yaml): build_resnet_backbone, so the ResNet is the backbone itself
+# (backbone.stem.conv1.weight, backbone.res2.0.conv1.norm.weight; no "bottom_up"), RPN on res5, StandardROIHeads with
+# FastRCNNConvFCHead fc1 / fc2. C4 (Base-RCNN-C4.yaml): res5 moves into Res5ROIHeads as roi_heads.res5.*.
+_D2_DC5_BLOCK = re.compile(r"^backbone\.res([2-5])\.(\d+)\.(conv1|conv2|conv3|shortcut|conv2\.conv_offset)\."
+                           r"(weight|bias|norm\.weight|norm\.bias|norm\.running_mean|norm\.running_var)$")
+_D2_DC5_HEADS = {"proposal_generator.rpn_head.": ("conv", "objectness_logits", "anchor_deltas"),
+                 "roi_heads.box_head.": ("fc1", "fc2"), "roi_heads.box_predictor.": ("cls_score", "bbox_pred")}
+
+
+def _detectron2_dc5_key(det_key):
+    """det_dcn DC5 key -> the key detectron2's DC5 GeneralizedRCNN gives that parameter (KeyError: none)."""
+    m = _D2_DC5_BLOCK.match(det_key)
+    if m:
+        stage, block, part, leaf = m.groups()
+        part = "conv2_offset" if part == "conv2.conv_offset" else part  # DeformBottleneckBlock.conv2_offset
+        return f"backbone.res{stage}.{block}.{part}.{leaf}"
+    stem = "backbone.stem.conv1."
+    if det_key in [stem + "weight"] + [stem + "norm." + x for x in ("weight", "bias", "running_mean", "running_var")]:
+        return det_key
+    for prefix, modules in _D2_DC5_HEADS.items():
+        if det_key.startswith(prefix) and det_key[len(prefix):] in [f"{m}.{x}" for m in modules for x in ("weight", "bias")]:
+            return det_key
+    raise KeyError(f"no detectron2 DC5 key for det_dcn's '{det_key}'")
+
+
+DC5_SMALL = ["MODEL.RPN.PRE_NMS_TOPK_TEST", 300, "MODEL.RPN.POST_NMS_TOPK_TEST", 50, "INPUT.MIN_SIZE_TEST", 96,
+             "INPUT.MAX_SIZE_TEST", 128, "MODEL.ROI_HEADS.SCORE_THRESH_TEST", 0.0]
+DC5_VARIANTS = {"dc5": [], "dc5_dconv": ["MODEL.RESNETS.DEFORM_ON_PER_STAGE", [False, True, True, True]]}
+
+
+def _random_dc5(overrides, seed):
+    """det_dcn's COCO DC5 detector, narrowed, random weights (norms and offsets too, so that no tensor is inert)."""
+    config = os.path.join(REPO, "configs", "COCO-Detection", "faster_rcnn_R_50_DC5_1x.yaml")
+    cfg = _cfg(config, DC5_SMALL + overrides)
+    torch.manual_seed(seed)
+    model = build_model(cfg).eval()
+    with torch.no_grad():
+        for name, value in model.state_dict().items():
+            if "norm." in name or "conv_offset" in name:
+                value.copy_(torch.rand_like(value) * (0.1 if "conv_offset" in name else 1.0) + 0.5 * ("norm." in name))
+    return cfg, config, model
+
+
+def _detections(model, image):
+    with torch.no_grad():
+        out = model([{"image": image}])[0]
+    return {k: out[k] for k in ("boxes", "scores", "classes")}
+
+
+@pytest.mark.parametrize("variant", sorted(DC5_VARIANTS))
+def test_detectron2_dc5_model_zoo_pkl_converts_with_the_same_detections(tmp_path, capsys, variant):
+    cfg, config, model = _random_dc5(DC5_VARIANTS[variant], seed=0)
+    model_state = model.state_dict()
+    peer = {_detectron2_dc5_key(k): v.numpy() for k, v in model_state.items()}
+    assert {"backbone.stem.conv1.weight", "backbone.stem.conv1.norm.weight", "backbone.res2.0.conv1.weight",
+            "backbone.res5.2.conv3.norm.running_var", "roi_heads.box_head.fc2.bias"} <= set(peer)
+    assert not any("bottom_up" in k for k in peer)
+    assert any(".conv2_offset." in k for k in peer) == (variant == "dc5_dconv")
+    blob = {"model": {**peer, "pixel_mean": np.zeros((3, 1, 1), np.float32)}, "__author__": "Detectron2 Model Zoo",
+            "matching_heuristics": True}
+    src, dst = tmp_path / "model_final.pkl", tmp_path / "d2.pth"
+    with open(src, "wb") as f:
+        pickle.dump(blob, f, protocol=2)
+
+    narrow = _narrow_config(tmp_path, config, DC5_SMALL + DC5_VARIANTS[variant])
+    assert convert_weights.main(["detectron2", str(src), str(dst), "--config", narrow]) == 0
+    out = capsys.readouterr().out
+    assert "1 keys without a det_dcn counterpart" in out and "unmatched: pixel_mean" in out
+    assert "0 missing, 0 unexpected, 0 shape-mismatched keys" in out
+
+    _, _, fresh = _random_dc5(DC5_VARIANTS[variant], seed=1)
+    image = torch.randint(0, 256, (3, 90, 120), generator=torch.Generator().manual_seed(0)).to(torch.uint8)
+    expected = _detections(model, image)
+    assert not torch.equal(_detections(fresh, image)["boxes"], expected["boxes"])  # another model: other boxes
+    DetectionCheckpointer(fresh).load(str(dst))
+    got = _detections(fresh, image)
+    assert len(expected["scores"]) > 0
+    for k in expected:
+        assert torch.equal(got[k], expected[k]), k
+
+
+def test_detectron2_c4_model_is_refused_by_name(tmp_path, capsys):
+    c4 = {"backbone.stem.conv1.weight": np.zeros((8, 3, 7, 7), np.float32),
+          "backbone.res4.5.conv3.weight": np.zeros((64, 16, 1, 1), np.float32),
+          "proposal_generator.rpn_head.conv.weight": np.zeros((64, 64, 3, 3), np.float32),
+          "roi_heads.res5.0.conv1.weight": np.zeros((32, 64, 1, 1), np.float32),
+          "roi_heads.box_predictor.cls_score.weight": np.zeros((4, 128), np.float32)}
+    src = tmp_path / "model_final_c4.pkl"
+    with open(src, "wb") as f:
+        pickle.dump({"model": c4, "__author__": "Detectron2 Model Zoo"}, f, protocol=2)
+    assert convert_weights.main(["detectron2", str(src), str(tmp_path / "out.pth")]) == 2
+    err = capsys.readouterr().err
+    assert str(src) in err and "C4" in err and "Res5ROIHeads" in err and "roi_heads.res5.0.conv1.weight" in err
+    assert "detectron2-c2" not in err and not (tmp_path / "out.pth").exists()
+
+
+def test_caffe2_hint_only_without_detector_keys():
+    """A DC5 detector's backbone keys look like a bare ResNet's; only proposal_generator.* / roi_heads.* tell."""
+    backbone = {"backbone.stem.conv1.weight": torch.zeros(1), "backbone.res2.0.conv1.weight": torch.zeros(1)}
+    with pytest.raises(ValueError, match="no 'proposal_generator.\\*' or 'roi_heads.\\*' keys.*detectron2-c2"):
+        convert_detectron2(backbone)
+    converted, unmatched = convert_detectron2({**backbone, "roi_heads.box_head.fc1.weight": torch.zeros(1)})
+    assert set(converted) == {*backbone, "roi_heads.box_head.fc1.weight"} and unmatched == []
+    with pytest.raises(ValueError, match="without a ResNet backbone") as e:
+        convert_detectron2({"roi_heads.box_head.fc1.weight": torch.zeros(1)})
+    assert "detectron2-c2" not in str(e.value)
 
 
 # ------------------------------------------------------------------------------------------------------------------
