@@ -19,7 +19,7 @@ import logging
 import sys
 
 from det_dcn.checkpoint import DetectionCheckpointer
-from det_dcn.config import get_cfg
+from det_dcn.config import ConfigError, get_cfg
 from det_dcn.engine import DefaultTrainer, default_argument_parser, default_setup, launch
 from det_dcn.engine.train_loop import is_disk_full
 
@@ -84,6 +84,8 @@ if __name__ == "__main__":
             args=(args,),
             backend=process_backend(args),
         )
+    except ConfigError as e:
+        sys.exit(f"tools/train.py: {e}")  # the message names the key, the value and what is expected: no traceback
     except OSError as e:
         if not is_disk_full(e):
             raise

@@ -22,8 +22,6 @@ _PARTS: List[_Check] = [
     ("MODEL.ROI_BOX_HEAD.USE_FED_LOSS", bool, "det_dcn has the softmax cross-entropy box classifier only; set it False"),
     ("MODEL.ROI_BOX_HEAD.USE_SIGMOID_CE", bool, "det_dcn has the softmax cross-entropy box classifier only; "
                                                 "set it False"),
-    ("INPUT.CROP.ENABLED", bool, "det_dcn's training augmentations are resizing and flipping (no random crop); "
-                                 "set INPUT.CROP.ENABLED False"),
     ("SOLVER.REFERENCE_WORLD_SIZE", bool, "det_dcn does not rescale the schedule to the number of processes; set "
                                           "SOLVER.REFERENCE_WORLD_SIZE 0 and SOLVER.IMS_PER_BATCH / BASE_LR yourself"),
     ("SOLVER.BASE_LR_END", bool, "det_dcn's WarmupCosineLR ends at 0; set SOLVER.BASE_LR_END 0.0"),

@@ -174,6 +174,32 @@ _C.INPUT.FORMAT = "BGR"  # channel order the model sees: "BGR" or "RGB"
 _C.INPUT.RESIZE_STYLE = "detectron2"
 # Images are padded to a multiple of this (0 = the backbone's own requirement, e.g. 32 for FPN).
 _C.INPUT.SIZE_DIVISIBILITY = 0
+# Training augmentations beyond resize + flip, all off by default (det_dcn/data/transforms.py build_augmentations
+# applies them in the order crop, resize, flip, colour jitter). Boxes move with the pixels; a box left without area
+# is dropped, and an image left without any box is replaced by another one (logged).
+# Random crop before the resize, detectron2's TYPE / SIZE: "relative" [h, w] fractions of the image;
+# "relative_range": fractions drawn uniformly in [SIZE[0], 1] and [SIZE[1], 1]; "absolute" [h, w] pixels;
+# "absolute_range" [min, max] pixels, each side drawn in it (never more than the image's).
+_C.INPUT.CROP = CN()
+_C.INPUT.CROP.ENABLED = False
+_C.INPUT.CROP.TYPE = "relative_range"
+_C.INPUT.CROP.SIZE = [0.9, 0.9]
+# det_dcn: the window contains the centre of one randomly chosen box, so every crop keeps part of a box.
+_C.INPUT.CROP.AROUND_BOX = False
+# Large-scale jitter (Ghiasi et al. 2021, "Simple Copy-Paste"): instead of MIN_SIZE_TRAIN / MAX_SIZE_TRAIN, fit the
+# image inside an IMAGE_SIZE square times a factor drawn uniformly in SCALE_RANGE, then crop a random IMAGE_SIZE
+# square (smaller images are padded by the batching). Test with MIN_SIZE_TEST = MAX_SIZE_TEST = IMAGE_SIZE.
+_C.INPUT.LSJ = CN()
+_C.INPUT.LSJ.ENABLED = False
+_C.INPUT.LSJ.IMAGE_SIZE = 1024
+_C.INPUT.LSJ.SCALE_RANGE = [0.1, 2.0]
+# Photometric jitter: each factor drawn uniformly in its [min, max] ([1.0, 1.0] turns that one off). Brightness
+# scales the pixels, contrast blends with the image's mean, saturation with the pixel's grey.
+_C.INPUT.COLOR_JITTER = CN()
+_C.INPUT.COLOR_JITTER.ENABLED = False
+_C.INPUT.COLOR_JITTER.BRIGHTNESS = [0.8, 1.2]
+_C.INPUT.COLOR_JITTER.CONTRAST = [0.8, 1.2]
+_C.INPUT.COLOR_JITTER.SATURATION = [0.8, 1.2]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data
@@ -317,10 +343,6 @@ _C.MODEL.RETINANET.FOCAL_LOSS_ALPHA = 0.25
 _C.MODEL.RETINANET.SMOOTH_L1_LOSS_BETA = 0.1
 _C.MODEL.RETINANET.BBOX_REG_LOSS_TYPE = "smooth_l1"
 _C.MODEL.RETINANET.NORM = ""
-_C.INPUT.CROP = CN()  # random crop augmentation
-_C.INPUT.CROP.ENABLED = False
-_C.INPUT.CROP.TYPE = "relative_range"
-_C.INPUT.CROP.SIZE = [0.9, 0.9]
 _C.INPUT.MASK_FORMAT = "polygon"
 _C.DATASETS.PROPOSAL_FILES_TRAIN = ()  # used only with MODEL.LOAD_PROPOSALS
 _C.DATASETS.PRECOMPUTED_PROPOSAL_TOPK_TRAIN = 2000

@@ -12,8 +12,8 @@ from .transforms import Augmentation, apply_augmentations, build_augmentations
 class DatasetMapper:
     """Reads the image and prepares the input the model expects.
 
-    Training output: {"image": uint8 [3,H',W'] tensor in ``image_format`` (resized + flipped),
-    "boxes": float32 [N,4] XYXY in the resized image's pixels, "classes": int64 [N] (crowd boxes left out),
+    Training output: {"image": uint8 [3,H',W'] tensor in ``image_format`` (augmented: build_augmentations),
+    "boxes": float32 [N,4] XYXY in the augmented image's pixels, "classes": int64 [N] (crowd boxes left out),
     "height", "width" (original size), "image_id", "file_name"}.
     Test output: {"image": uint8 [3,H,W] at the ORIGINAL size (the model resizes), "height", "width",
     "image_id", "file_name"}.
@@ -55,8 +55,8 @@ class DatasetMapper:
 
         if rng is None:
             rng = np.random.default_rng()
-        image, transforms = apply_augmentations(self.augmentations, image, rng)
         boxes, classes = utils.annotations_to_arrays(d.get("annotations", []))
+        image, transforms = apply_augmentations(self.augmentations, image, rng, boxes)
         boxes = transforms.apply_boxes(boxes)
         boxes, classes = utils.clip_and_filter_boxes(boxes, classes, image.shape[0], image.shape[1])
         if self.filter_empty and len(boxes) == 0:

@@ -3,14 +3,19 @@
 A *transform* is deterministic (``apply_image``, ``apply_boxes``); an *augmentation* draws a transform from a
 ``numpy.random.Generator`` (``get_transform(image, rng)``). Passing the generator explicitly is what makes the
 training data reproducible independently of worker processes (see det_dcn/data/train_batches.py).
-Boxes are float arrays [N, 4] in absolute XYXY pixels.
+Boxes are float arrays [N, 4] in absolute XYXY pixels. A crop only shifts boxes; clipping them to the image and
+dropping those left without area is done once, after the whole pipeline (DatasetMapper): crops, resizes and flips
+all map the image rectangle onto the next one monotonically per axis, so clipping at the end equals clipping after
+each step.
 """
 
-from typing import List, Sequence, Tuple, Union
+import math
+from typing import List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
 
+from det_dcn.config import ConfigError
 from det_dcn.utils.resize import shortest_edge_size  # one rule with the model's test-time resize
 
 
@@ -89,6 +94,53 @@ class VFlipTransform(_FlipTransform):
     axis = 0
 
 
+class CropTransform(Transform):
+    """Keep the ``h`` x ``w`` window whose top-left pixel is (``y0``, ``x0``); boxes shift by (-x0, -y0)."""
+
+    def __init__(self, x0: int, y0: int, w: int, h: int):
+        self.x0, self.y0, self.w, self.h = int(x0), int(y0), int(w), int(h)
+
+    def apply_image(self, img):
+        if self.y0 + self.h > img.shape[0] or self.x0 + self.w > img.shape[1]:
+            raise ValueError(f"CropTransform window {self.w}x{self.h} (WxH) at x0={self.x0}, y0={self.y0} does not "
+                             f"fit a {img.shape[1]}x{img.shape[0]} image")
+        return np.ascontiguousarray(img[self.y0:self.y0 + self.h, self.x0:self.x0 + self.w])
+
+    def apply_boxes(self, boxes):
+        return boxes - np.array([self.x0, self.y0, self.x0, self.y0], dtype=np.float32)
+
+
+# Luma weights (ITU-R BT.601, as detectron2's RandomSaturation) in the image's channel order.
+_GREY_WEIGHTS = {"RGB": (0.299, 0.587, 0.114), "BGR": (0.114, 0.587, 0.299)}
+
+
+class ColorTransform(Transform):
+    """Photometric change of a uint8 HxWx3 image; boxes unchanged. In float, in this order:
+    brightness ``x * b``; contrast ``m + c * (x - m)`` with m the image's mean; saturation ``g + s * (x - g)`` with
+    g the per-pixel grey (``format``: channel order). Rounded and clipped to [0, 255] once at the end."""
+
+    def __init__(self, brightness: float, contrast: float, saturation: float, format: str = "BGR"):
+        if format not in _GREY_WEIGHTS:
+            raise ValueError(f"ColorTransform format must be one of {sorted(_GREY_WEIGHTS)}, got {format!r}")
+        self.brightness, self.contrast, self.saturation = float(brightness), float(contrast), float(saturation)
+        self.grey_weights = np.array(_GREY_WEIGHTS[format], dtype=np.float32)
+
+    def apply_image(self, img):
+        x = img.astype(np.float32)
+        if self.brightness != 1.0:
+            x *= self.brightness
+        if self.contrast != 1.0:
+            mean = x.mean()
+            x = mean + self.contrast * (x - mean)
+        if self.saturation != 1.0:
+            grey = (x @ self.grey_weights)[..., None]
+            x = grey + self.saturation * (x - grey)
+        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+
+    def apply_boxes(self, boxes):
+        return boxes
+
+
 class TransformList(Transform):
     """Transforms applied in order."""
 
@@ -107,7 +159,9 @@ class TransformList(Transform):
 
 
 class Augmentation:
-    def get_transform(self, image: np.ndarray, rng: np.random.Generator) -> Transform:
+    def get_transform(self, image: np.ndarray, rng: np.random.Generator,
+                      boxes: Optional[np.ndarray] = None) -> Transform:
+        """``boxes``: the image's boxes [N, 4] so far (None: unknown); only box-aware augmentations read them."""
         raise NotImplementedError
 
 
@@ -121,14 +175,14 @@ class ResizeShortestEdge(Augmentation):
             short_edge_length = (short_edge_length,)
         lengths = tuple(int(s) for s in short_edge_length)
         if sample_style not in ("choice", "range"):
-            raise ValueError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {sample_style!r}")
+            raise ConfigError(f"INPUT.MIN_SIZE_TRAIN_SAMPLING must be 'choice' or 'range', got {sample_style!r}")
         if not lengths or any(s <= 0 for s in lengths):
-            raise ValueError(f"INPUT.MIN_SIZE_TRAIN must be positive sizes, got {short_edge_length!r}")
+            raise ConfigError(f"INPUT.MIN_SIZE_TRAIN must be positive sizes, got {short_edge_length!r}")
         if sample_style == "range" and (len(lengths) != 2 or lengths[0] > lengths[1]):
-            raise ValueError(f"INPUT.MIN_SIZE_TRAIN with sampling 'range' must be [min, max], got {lengths}")
+            raise ConfigError(f"INPUT.MIN_SIZE_TRAIN with sampling 'range' must be [min, max], got {lengths}")
         self.lengths, self.max_size, self.sample_style, self.interp = lengths, int(max_size), sample_style, interp
 
-    def get_transform(self, image, rng):
+    def get_transform(self, image, rng, boxes=None):
         h, w = image.shape[:2]
         if self.sample_style == "range":
             short = int(rng.integers(self.lengths[0], self.lengths[1] + 1))
@@ -148,7 +202,7 @@ class RandomFlip(Augmentation):
             raise ValueError(f"RandomFlip prob must be in [0, 1], got {prob}")
         self.prob, self.direction = prob, direction
 
-    def get_transform(self, image, rng):
+    def get_transform(self, image, rng, boxes=None):
         # Always draw, so the random stream does not depend on the outcome.
         if rng.random() >= self.prob:
             return NoOpTransform()
@@ -156,29 +210,160 @@ class RandomFlip(Augmentation):
         return HFlipTransform(w) if self.direction == "horizontal" else VFlipTransform(h)
 
 
-def apply_augmentations(augs: Sequence[Augmentation], image: np.ndarray, rng: np.random.Generator):
-    """Apply each augmentation in turn; returns (new image, TransformList to apply to the boxes)."""
+def _window_offset(rng: np.random.Generator, size: int, window: int, centre: Optional[float] = None) -> int:
+    """Uniform integer start of a ``window``-long span inside [0, size]; with ``centre``, only spans containing it."""
+    lo, hi = 0, size - window
+    if centre is not None:
+        centre = min(max(centre, 0.0), float(size))
+        lo, hi = max(lo, math.ceil(centre - window)), min(hi, math.floor(centre))
+    return int(rng.integers(lo, hi + 1))
+
+
+CROP_TYPES = ("relative", "relative_range", "absolute", "absolute_range")
+
+
+class RandomCrop(Augmentation):
+    """detectron2's RandomCrop (INPUT.CROP.TYPE / SIZE, both [height, width] or [min, max] as below), a window at a
+    uniformly drawn position. For an HxW image the window's (h, w) is:
+      "relative": (H * SIZE[0], W * SIZE[1]) rounded, SIZE in (0, 1];
+      "relative_range": as "relative" with SIZE[0] raised uniformly in [SIZE[0], 1], SIZE[1] in [SIZE[1], 1];
+      "absolute": (min(SIZE[0], H), min(SIZE[1], W)) pixels;
+      "absolute_range": h an integer uniform in [min(SIZE[0], H), min(SIZE[1], H)], w likewise with W.
+    ``around_box`` (det_dcn, INPUT.CROP.AROUND_BOX; detectron2 v0.1's mapper did this): the window must contain
+    the centre of one box drawn uniformly, so every crop keeps part of a box."""
+
+    def __init__(self, crop_type: str, crop_size: Sequence[float], around_box: bool = False):
+        if crop_type not in CROP_TYPES:
+            raise ConfigError(f"INPUT.CROP.TYPE={crop_type!r}: expected one of {list(CROP_TYPES)}")
+        size = tuple(float(v) for v in crop_size)
+        relative = crop_type.startswith("relative")
+        if len(size) != 2 or not all((0 < v <= 1) if relative else (v >= 1 and v == int(v)) for v in size):
+            raise ConfigError(f"INPUT.CROP.SIZE={list(crop_size)!r}: expected 2 "
+                              + ("fractions in (0, 1]" if relative else "whole pixel counts >= 1")
+                              + f" for INPUT.CROP.TYPE {crop_type!r}")
+        if crop_type == "absolute_range" and size[0] > size[1]:
+            raise ConfigError(f"INPUT.CROP.SIZE={list(crop_size)!r}: 'absolute_range' needs [min, max] with min <= max")
+        self.crop_type, self.crop_size, self.around_box = crop_type, size, bool(around_box)
+
+    def crop_size_for(self, h: int, w: int, rng: np.random.Generator) -> Tuple[int, int]:
+        """The window's (height, width) in pixels for an h x w image."""
+        a, b = self.crop_size
+        if self.crop_type == "absolute":
+            return min(int(a), h), min(int(b), w)
+        if self.crop_type == "absolute_range":
+            return (int(rng.integers(min(int(a), h), min(int(b), h) + 1)),
+                    int(rng.integers(min(int(a), w), min(int(b), w) + 1)))
+        if self.crop_type == "relative_range":
+            a, b = a + rng.random() * (1 - a), b + rng.random() * (1 - b)
+        return max(1, int(h * a + 0.5)), max(1, int(w * b + 0.5))
+
+    def get_transform(self, image, rng, boxes=None):
+        h, w = image.shape[:2]
+        ch, cw = self.crop_size_for(h, w, rng)
+        cx = cy = None
+        if self.around_box and boxes is not None and len(boxes):
+            x1, y1, x2, y2 = boxes[int(rng.integers(len(boxes)))]
+            cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
+        y0 = _window_offset(rng, h, ch, cy)
+        return CropTransform(_window_offset(rng, w, cw, cx), y0, cw, ch)
+
+
+class ResizeScale(Augmentation):
+    """The resize of large-scale jitter: scale the image to fit inside a ``target`` x ``target`` square times a
+    factor drawn uniformly in [min_scale, max_scale], aspect ratio kept (detectron2's ResizeScale)."""
+
+    def __init__(self, min_scale: float, max_scale: float, target: int, interp: str = "cv2"):
+        if not 0 < min_scale <= max_scale:
+            raise ConfigError(f"INPUT.LSJ.SCALE_RANGE=[{min_scale}, {max_scale}]: expected [min, max] with "
+                              "0 < min <= max")
+        if target < 1:
+            raise ConfigError(f"INPUT.LSJ.IMAGE_SIZE={target}: expected a side length >= 1 pixel")
+        self.min_scale, self.max_scale, self.target, self.interp = float(min_scale), float(max_scale), int(target), interp
+
+    def get_transform(self, image, rng, boxes=None):
+        h, w = image.shape[:2]
+        scale = self.target * rng.uniform(self.min_scale, self.max_scale) / max(h, w)
+        return ResizeTransform(h, w, max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5)), self.interp)
+
+
+class FixedSizeCrop(Augmentation):
+    """The crop of large-scale jitter: a ``size`` x ``size`` window at a uniform position, each side cut to the
+    image's when it is smaller. Unlike detectron2's FixedSizeCrop, smaller images are not padded here (the model
+    pads every batch with zeros after normalising, i.e. with the mean colour, and keeps the true image size for
+    clipping proposals) and the two offsets are drawn independently."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def get_transform(self, image, rng, boxes=None):
+        h, w = image.shape[:2]
+        ch, cw = min(self.size, h), min(self.size, w)
+        y0 = _window_offset(rng, h, ch)
+        return CropTransform(_window_offset(rng, w, cw), y0, cw, ch)
+
+
+class ColorJitter(Augmentation):
+    """Brightness, contrast and saturation factors each drawn uniformly in its [min, max] range (detectron2's
+    RandomBrightness / RandomContrast / RandomSaturation, applied together); see ColorTransform."""
+
+    KEYS = ("BRIGHTNESS", "CONTRAST", "SATURATION")
+
+    def __init__(self, brightness: Sequence[float], contrast: Sequence[float], saturation: Sequence[float],
+                 format: str = "BGR"):
+        self.ranges = []
+        for key, r in zip(self.KEYS, (brightness, contrast, saturation)):
+            r = tuple(float(v) for v in r)
+            if len(r) != 2 or not 0 <= r[0] <= r[1]:
+                raise ConfigError(f"INPUT.COLOR_JITTER.{key}={list(r)!r}: expected [min, max] factors with "
+                                  "0 <= min <= max (1.0 leaves the image unchanged)")
+            self.ranges.append(r)
+        self.format = format
+
+    def get_transform(self, image, rng, boxes=None):
+        factors = [rng.uniform(lo, hi) for lo, hi in self.ranges]  # always three draws: a stable random stream
+        return ColorTransform(*factors, format=self.format)
+
+
+def apply_augmentations(augs: Sequence[Augmentation], image: np.ndarray, rng: np.random.Generator,
+                        boxes: Optional[np.ndarray] = None):
+    """Apply each augmentation in turn; returns (new image, TransformList to apply to the boxes). ``boxes`` [N, 4]
+    (optional) are moved along so that box-aware augmentations see them where they are in the current image."""
     transforms = []
     for aug in augs:
-        t = aug.get_transform(image, rng)
+        t = aug.get_transform(image, rng, boxes)
         image = t.apply_image(image)
+        if boxes is not None:
+            boxes = t.apply_boxes(boxes)
         transforms.append(t)
     return image, TransformList(transforms)
 
 
 def build_augmentations(cfg, is_train: bool) -> List[Augmentation]:
-    """Training: ResizeShortestEdge(MIN_SIZE_TRAIN, MAX_SIZE_TRAIN, sampling) then RandomFlip(RANDOM_FLIP).
+    """Training, in this order (each optional one off by default):
+    RandomCrop (INPUT.CROP, before the resize as in detectron2);
+    ResizeShortestEdge(MIN_SIZE_TRAIN, MAX_SIZE_TRAIN, sampling), or with INPUT.LSJ instead ResizeScale then
+    FixedSizeCrop; RandomFlip(RANDOM_FLIP); ColorJitter (INPUT.COLOR_JITTER, last: on the smallest image).
     Test: nothing (the model resizes test images itself). INPUT.RESIZE_STYLE "detectron2" resizes with PIL."""
     if not is_train:
         return []
-    interp = "pil" if cfg.INPUT.RESIZE_STYLE == "detectron2" else "cv2"
-    augs: List[Augmentation] = [
-        ResizeShortestEdge(cfg.INPUT.MIN_SIZE_TRAIN, cfg.INPUT.MAX_SIZE_TRAIN, cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING,
-                           interp)
-    ]
-    flip = cfg.INPUT.RANDOM_FLIP
+    inp = cfg.INPUT
+    interp = "pil" if inp.RESIZE_STYLE == "detectron2" else "cv2"
+    augs: List[Augmentation] = []
+    if inp.CROP.ENABLED:
+        augs.append(RandomCrop(inp.CROP.TYPE, inp.CROP.SIZE, inp.CROP.AROUND_BOX))
+    if inp.LSJ.ENABLED:
+        scale_range = tuple(inp.LSJ.SCALE_RANGE)
+        if len(scale_range) != 2:
+            raise ConfigError(f"INPUT.LSJ.SCALE_RANGE={list(scale_range)!r}: expected [min, max]")
+        augs += [ResizeScale(*scale_range, inp.LSJ.IMAGE_SIZE, interp), FixedSizeCrop(inp.LSJ.IMAGE_SIZE)]
+    else:
+        augs.append(ResizeShortestEdge(inp.MIN_SIZE_TRAIN, inp.MAX_SIZE_TRAIN, inp.MIN_SIZE_TRAIN_SAMPLING, interp))
+    flip = inp.RANDOM_FLIP
     if flip not in ("horizontal", "vertical", "none"):
-        raise ValueError(f"INPUT.RANDOM_FLIP must be 'horizontal', 'vertical' or 'none', got {flip!r}")
+        raise ConfigError(f"INPUT.RANDOM_FLIP must be 'horizontal', 'vertical' or 'none', got {flip!r}")
     if flip != "none":
         augs.append(RandomFlip(0.5, flip))
+    jitter = inp.COLOR_JITTER
+    if jitter.ENABLED:
+        augs.append(ColorJitter(jitter.BRIGHTNESS, jitter.CONTRAST, jitter.SATURATION, inp.FORMAT))
     return augs
