@@ -262,6 +262,9 @@ _C.SOLVER.AMP.ENABLED = False
 _C.TEST = CN()
 _C.TEST.EVAL_PERIOD = 0  # evaluate every N iterations during training (0: only at the end)
 _C.TEST.DETECTIONS_PER_IMAGE = 100
+# det_dcn: "auto" (by the dataset metadata's evaluator_type: "pascal_voc" -> Pascal VOC AP, else COCO AP),
+# "coco" or "pascal_voc" (either rule on any dataset)
+_C.TEST.EVALUATOR = "auto"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Misc

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from det_dcn.checkpoint import DetectionCheckpointer
+from det_dcn.evaluation.build import check_evaluator_choice
 from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from det_dcn.utils import comm
 from det_dcn.utils.atomic_io import atomic_write_text
@@ -78,6 +79,7 @@ class DefaultTrainer(SimpleTrainer):
         if not logging.getLogger("det_dcn").handlers:
             setup_logger(distributed_rank=comm.get_rank())
         _check_solver_cfg(cfg)
+        check_evaluator_choice(cfg)  # now, not when the first evaluation starts
         # Seeded here too (default_setup did so before): a trainer built from a cfg starts from the same RNG state
         # whatever ran in between. SEED + rank: ranks draw different samples; DDP broadcasts rank 0's weights.
         seed_from_cfg(cfg)
@@ -232,10 +234,11 @@ class DefaultTrainer(SimpleTrainer):
 
     @classmethod
     def build_evaluator(cls, cfg, dataset_name: str):
-        """COCOEvaluator writing its files under OUTPUT_DIR/inference/<dataset_name>."""
-        from det_dcn.evaluation import COCOEvaluator
+        """The evaluator TEST.EVALUATOR picks (COCO or Pascal VOC AP; "auto": by the dataset's metadata), writing
+        its files under OUTPUT_DIR/inference/<dataset_name>."""
+        from det_dcn.evaluation import build_evaluator
 
-        return COCOEvaluator(dataset_name, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name))
+        return build_evaluator(cfg, dataset_name, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name))
 
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators: Optional[list] = None) -> dict:

@@ -1,0 +1,37 @@
+"""build_evaluator: the evaluator of a test dataset, by the config key TEST.EVALUATOR or the dataset's metadata."""
+
+from typing import Optional
+
+from det_dcn.config.config import ConfigError
+from det_dcn.data import DatasetCatalog, MetadataCatalog
+
+from .coco_evaluation import COCOEvaluator
+from .evaluator import DatasetEvaluator
+from .pascal_voc_evaluation import PascalVOCDetectionEvaluator
+
+# "auto": the dataset's metadata "evaluator_type" decides ("pascal_voc" -> VOC rules, anything else -> COCO's).
+EVALUATOR_CHOICES = ("auto", "coco", "pascal_voc")
+
+
+def check_evaluator_choice(cfg) -> str:
+    """TEST.EVALUATOR, or ConfigError naming the key, the value and the allowed values."""
+    value = cfg.TEST.EVALUATOR
+    if value not in EVALUATOR_CHOICES:
+        raise ConfigError(f"TEST.EVALUATOR={value!r} is not one of {list(EVALUATOR_CHOICES)}")
+    return value
+
+
+def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None) -> DatasetEvaluator:
+    """COCOEvaluator or PascalVOCDetectionEvaluator for ``dataset_name``, as TEST.EVALUATOR says."""
+    kind = check_evaluator_choice(cfg)
+    meta = MetadataCatalog.get(dataset_name)
+    if kind == "auto":
+        kind = "pascal_voc" if meta.get("evaluator_type") == "pascal_voc" else "coco"
+    if kind == "pascal_voc":
+        return PascalVOCDetectionEvaluator(dataset_name, output_dir=output_dir)
+    if meta.get("thing_dataset_id_to_contiguous_id") is None:
+        DatasetCatalog.get(dataset_name)  # loading a COCO-format dataset sets it
+    if meta.get("thing_dataset_id_to_contiguous_id") is None:
+        # a dataset with only contiguous classes (Pascal VOC): its category ids are those indices
+        meta.set(thing_dataset_id_to_contiguous_id={i: i for i in range(len(meta.thing_classes))})
+    return COCOEvaluator(dataset_name, output_dir=output_dir)
