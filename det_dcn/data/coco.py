@@ -16,10 +16,12 @@ import collections
 import contextlib
 import io
 import logging
+import math
 import os
 from typing import Iterable, List, Optional
 
 from .catalog import DatasetCatalog, MetadataCatalog
+from .detection_utils import BadDataError, image_size
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +63,7 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
     coco = _load_coco_api(json_file)
     _check_unique_ids(json_file, "image", (img.get("id") for img in coco.dataset.get("images", [])))
     _check_unique_ids(json_file, "annotation", (a.get("id") for a in coco.dataset.get("annotations", [])))
+    _check_unique_ids(json_file, "category", (c.get("id") for c in coco.dataset.get("categories", [])))
     cats = sorted(coco.loadCats(coco.getCatIds()), key=lambda c: c["id"])
     if not cats:
         raise ValueError(f"COCO annotation file {json_file} has no categories")
@@ -77,13 +80,14 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
             f"(e.g. {sorted(orphan)[:5]}); they are ignored."
         )
 
-    dicts, num_degenerate, num_boxes = [], 0, 0
+    dicts, num_degenerate, num_clipped, num_boxes, resized = [], 0, 0, 0, []
     for img_id in img_ids:
         img = coco.imgs[img_id]
-        for key in ("file_name", "height", "width"):
-            if key not in img:
-                raise ValueError(f"{json_file}: image id {img_id} has no {key!r}; keys present: {sorted(img)}")
-        h, w = int(img["height"]), int(img["width"])
+        if not isinstance(img.get("file_name"), str) or not img["file_name"]:
+            raise ValueError(f"{json_file}: image id {img_id} has file_name {img.get('file_name')!r}, expected a "
+                             f"non-empty string")
+        file_name = os.path.join(image_root, img["file_name"])
+        w, h = _image_size(json_file, img_id, img, file_name, resized)
         annos = []
         for ann in coco.imgToAnns.get(img_id, []):
             if ann.get("ignore", 0):
@@ -98,22 +102,28 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
                     f"which is not among the categories {sorted(id_map)}"
                 )
             num_boxes += 1
-            x, y, bw, bh = (float(v) for v in bbox)
+            x, y, bw, bh = (_finite(json_file, f"annotation id {ann.get('id')}", "bbox", v) for v in bbox)
             x1, y1 = min(max(x, 0.0), w), min(max(y, 0.0), h)
             x2, y2 = min(max(x + bw, 0.0), w), min(max(y + bh, 0.0), h)
             if x2 <= x1 or y2 <= y1:
                 num_degenerate += 1
                 continue
+            num_clipped += [x1, y1, x2, y2] != [x, y, x + bw, y + bh]
             annos.append({"bbox": [x1, y1, x2, y2], "category_id": id_map[cat], "iscrowd": int(ann.get("iscrowd", 0))})
         dicts.append(
             {
-                "file_name": os.path.join(image_root, img["file_name"]),
+                "file_name": file_name,
                 "height": h,
                 "width": w,
                 "image_id": img_id,
                 "annotations": annos,
             }
         )
+    if resized:
+        logger.warning(f"{json_file}: {len(resized)} images have no or a wrong width/height; the image file's size "
+                       f"is used: {'; '.join(resized[:5])}{' ...' if len(resized) > 5 else ''}")
+    if num_clipped:
+        logger.warning(f"{json_file}: clipped {num_clipped} of {num_boxes} boxes that reach beyond their image.")
     if num_degenerate:
         logger.warning(
             f"{json_file}: dropped {num_degenerate} of {num_boxes} boxes with no area inside the image "
@@ -121,6 +131,31 @@ def load_coco_json(json_file: str, image_root: str, dataset_name: Optional[str] 
         )
     logger.info(f"Loaded {len(dicts)} images, {num_boxes - num_degenerate} boxes, {len(cats)} classes from {json_file}")
     return dicts
+
+
+def _finite(json_file: str, where: str, field: str, value) -> float:
+    """A JSON number that is finite (Python's json reads NaN and Infinity), else an error naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{json_file}: {where} has {field} {value!r}, expected a finite number")
+    return float(value)
+
+
+def _image_size(json_file: str, img_id, img: dict, file_name: str, resized: list):
+    """(width, height): the image file's (header only) when it can be read, else the JSON's. A missing or wrong
+    JSON size is appended to ``resized``; an unreadable file keeps the JSON's size (the loaders skip / leave out the
+    image itself); both missing is an error."""
+    given = tuple(_finite(json_file, f"image id {img_id}", k, img[k]) if img.get(k) is not None else None
+                  for k in ("width", "height"))
+    try:
+        actual = image_size(file_name)
+    except BadDataError as e:
+        if None in given or min(given) <= 0:
+            raise ValueError(f"{json_file}: image id {img_id} has width/height {given}, and its file gives no "
+                             f"size either: {e}") from e
+        return int(given[0]), int(given[1])
+    if given != actual:
+        resized.append(f"id {img_id} {img['file_name']}: {given} in the file, {actual} in the image")
+    return actual
 
 
 def register_coco_instances(name: str, json_file: str, image_root: str) -> None:
