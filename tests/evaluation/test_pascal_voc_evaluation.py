@@ -5,7 +5,6 @@ import json
 import logging
 import math
 import multiprocessing
-import os
 import socket
 
 import numpy as np
