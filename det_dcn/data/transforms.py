@@ -115,27 +115,26 @@ _GREY_WEIGHTS = {"RGB": (0.299, 0.587, 0.114), "BGR": (0.114, 0.587, 0.299)}
 
 
 class ColorTransform(Transform):
-    """Photometric change of a uint8 HxWx3 image; boxes unchanged. In float, in this order:
-    brightness ``x * b``; contrast ``m + c * (x - m)`` with m the image's mean; saturation ``g + s * (x - g)`` with
-    g the per-pixel grey (``format``: channel order). Rounded and clipped to [0, 255] once at the end."""
+    """Photometric change of a uint8 HxWx3 image; boxes unchanged. In this order: brightness ``x * b``; contrast
+    ``m + c * (x - m)`` with m the mean of all pixels and channels; saturation ``g + s * (x - g)`` with g the
+    pixel's grey (``format``: channel order). The three compose into one affine colour map ``A x + d``, applied in
+    one cv2.transform pass that rounds and saturates to [0, 255]."""
 
     def __init__(self, brightness: float, contrast: float, saturation: float, format: str = "BGR"):
         if format not in _GREY_WEIGHTS:
             raise ValueError(f"ColorTransform format must be one of {sorted(_GREY_WEIGHTS)}, got {format!r}")
         self.brightness, self.contrast, self.saturation = float(brightness), float(contrast), float(saturation)
-        self.grey_weights = np.array(_GREY_WEIGHTS[format], dtype=np.float32)
+        self.grey_weights = np.array(_GREY_WEIGHTS[format], dtype=np.float64)
 
     def apply_image(self, img):
-        x = img.astype(np.float32)
-        if self.brightness != 1.0:
-            x *= self.brightness
-        if self.contrast != 1.0:
-            mean = x.mean()
-            x = mean + self.contrast * (x - mean)
-        if self.saturation != 1.0:
-            grey = (x @ self.grey_weights)[..., None]
-            x = grey + self.saturation * (x - grey)
-        return np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        b, c, s = self.brightness, self.contrast, self.saturation
+        if (b, c, s) == (1.0, 1.0, 1.0):
+            return img
+        mean = float(np.mean(cv2.mean(img)[:3])) if c != 1.0 else 0.0
+        # Saturation fixes the grey (weights sum to 1), so it commutes with the brightness/contrast offset.
+        colour = s * np.eye(3) + (1 - s) * np.outer(np.ones(3), self.grey_weights)
+        matrix = np.hstack([b * c * colour, np.full((3, 1), (1 - c) * b * mean)])
+        return cv2.transform(img, matrix)
 
     def apply_boxes(self, boxes):
         return boxes
