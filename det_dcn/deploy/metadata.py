@@ -7,3 +7,6 @@ CONTRACT = (
     "pixels happen inside. Outputs: 'boxes' float32 [N, 4] (x1, y1, x2, y2 in input pixels), 'scores' float32 [N], "
     "'classes' int64 [N] in [0, num_classes), by decreasing score: the same as det_dcn's DefaultPredictor."
 )
+# Written by det_dcn.deploy.quantize into an int8 file; a file without them is float32 (det_dcn.deploy.export_onnx).
+PRECISION_KEY = f"{METADATA_PREFIX}precision"  # "fp32" or "int8"
+CALIBRATION_KEY = f"{METADATA_PREFIX}calibration"  # JSON: {"count", "dataset", "method", ...}

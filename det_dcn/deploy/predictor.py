@@ -7,7 +7,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from .metadata import METADATA_PREFIX
+from .metadata import METADATA_PREFIX, PRECISION_KEY
 
 _INSTALL_HINT = "OnnxPredictor needs onnxruntime: pip install onnxruntime (or pip install -e '.[export]')"
 
@@ -48,18 +48,12 @@ class OnnxPredictor:
         if self.input_format not in ("BGR", "RGB"):
             raise ValueError(f"OnnxPredictor: '{path}' has metadata {key}={self.input_format!r}, expected 'BGR' or "
                              f"'RGB'; was it written by det_dcn's exporter (tools/export.py)?")
+        self.precision = self.metadata.get(PRECISION_KEY, "fp32")  # "int8": det_dcn.deploy.quantize
         self.input_name = self.session.get_inputs()[0].name
         self.output_names = [o.name for o in self.session.get_outputs()]
 
     def __call__(self, original_image: np.ndarray) -> Dict[str, np.ndarray]:
-        if not isinstance(original_image, np.ndarray):
-            raise TypeError(f"OnnxPredictor expects a numpy HxWx3 uint8 BGR image, got {type(original_image).__name__}")
-        if original_image.ndim != 3 or original_image.shape[2] != 3:
-            raise ValueError(f"OnnxPredictor expects an HxWx3 BGR image, got shape {original_image.shape}")
-        if original_image.dtype != np.uint8:
-            raise ValueError(f"OnnxPredictor expects a uint8 image, got dtype {original_image.dtype}")
-        image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
-        outputs = self.session.run(None, {self.input_name: np.ascontiguousarray(image)})
+        outputs = self.session.run(None, {self.input_name: model_input(original_image, self.input_format)})
         return dict(zip(self.output_names, outputs))
 
     def op_times(self) -> List[Dict[str, float]]:
@@ -73,6 +67,18 @@ class OnnxPredictor:
                 return op_times_from_trace(json.load(f))
         finally:
             os.remove(trace)
+
+
+def model_input(original_image: np.ndarray, input_format: str) -> np.ndarray:
+    """What an exported file is fed for a BGR image: the ``HxWx3`` uint8 array in ``input_format`` ("BGR" / "RGB"),
+    contiguous. Shared by OnnxPredictor and the int8 calibration (det_dcn.deploy.quantize)."""
+    if not isinstance(original_image, np.ndarray):
+        raise TypeError(f"OnnxPredictor expects a numpy HxWx3 uint8 BGR image, got {type(original_image).__name__}")
+    if original_image.ndim != 3 or original_image.shape[2] != 3:
+        raise ValueError(f"OnnxPredictor expects an HxWx3 BGR image, got shape {original_image.shape}")
+    if original_image.dtype != np.uint8:
+        raise ValueError(f"OnnxPredictor expects a uint8 image, got dtype {original_image.dtype}")
+    return np.ascontiguousarray(original_image[:, :, ::-1] if input_format == "RGB" else original_image)
 
 
 def op_times_from_trace(events: List[dict]) -> List[Dict[str, float]]:
