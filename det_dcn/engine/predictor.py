@@ -1,5 +1,6 @@
 """DefaultPredictor: one image in (as cv2.imread gives it), detections in that image's pixels out."""
 
+import contextlib
 import logging
 from typing import Dict
 
@@ -10,6 +11,30 @@ from det_dcn.checkpoint import DetectionCheckpointer
 
 logger = logging.getLogger(__name__)
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bfloat16 in hardware: CUDA's check, or on the CPU AVX512-BF16 or AMX (without them
+    oneDNN emulates bfloat16, slower than float32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    checks = [getattr(torch.cpu, name, None) for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported")]
+    return torch.backends.mkldnn.is_available() and any(check is not None and check() for check in checks)
+
+
+def _check_precision(precision: str, device: torch.device) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"DefaultPredictor: precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision == "bf16" and not native_bf16(device):
+        from .env_info import cpu_model
+
+        what = f"CPU '{cpu_model()}' (torch kernels {torch.backends.cpu.get_cpu_capability()})" \
+            if device.type == "cpu" else f"device {device}"
+        raise RuntimeError(f"DefaultPredictor(precision='bf16'): the {what} has no bfloat16 instructions "
+                           f"(AVX512-BF16 or AMX on a CPU); bfloat16 would be emulated, slower than float32. "
+                           f"Use precision='fp32'.")
+
 
 class DefaultPredictor:
     """Builds the model from ``cfg``, loads ``MODEL.WEIGHTS`` and runs it in eval mode on single images.
@@ -17,9 +42,13 @@ class DefaultPredictor:
     ``predictor(image)`` takes an ``HxWx3`` uint8 BGR array (what ``cv2.imread`` returns), converts it to
     ``INPUT.FORMAT``, and returns ``{"boxes": [K, 4] float XYXY, "scores": [K], "classes": [K] int64}`` on the CPU,
     with boxes in the given image's pixels. Resizing to ``INPUT.MIN_SIZE_TEST`` happens inside the model.
+
+    ``precision="bf16"`` runs the model under bfloat16 autocast with channels-last weights (where the device has
+    bfloat16 instructions, else RuntimeError): convolutions and linear layers in bfloat16, the deformable ops, box
+    decoding and NMS in float32 (det_dcn.layers compute in float32 under autocast); outputs stay float32.
     """
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, precision: str = "fp32"):
         from det_dcn.modeling import build_model
 
         self.cfg = cfg.clone()
@@ -31,6 +60,10 @@ class DefaultPredictor:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialised model")
         self.input_format = cfg.INPUT.FORMAT
         self.device = next(self.model.parameters()).device
+        _check_precision(precision, self.device)
+        self.precision = precision
+        if precision == "bf16":
+            self.model.to(memory_format=torch.channels_last)  # oneDNN's bfloat16 convolutions want NHWC
 
     def __call__(self, original_image: np.ndarray) -> Dict[str, torch.Tensor]:
         if not isinstance(original_image, np.ndarray):
@@ -44,6 +77,9 @@ class DefaultPredictor:
         height, width = original_image.shape[:2]
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
-        with torch.inference_mode():
+        autocast = torch.autocast(self.device.type, dtype=torch.bfloat16) if self.precision == "bf16" \
+            else contextlib.nullcontext()
+        with torch.inference_mode(), autocast:
             output = self.model([{"image": tensor, "height": height, "width": width}])[0]
-        return {k: output[k].cpu() for k in ("boxes", "scores", "classes")}
+        return {"boxes": output["boxes"].float().cpu(), "scores": output["scores"].float().cpu(),
+                "classes": output["classes"].cpu()}
