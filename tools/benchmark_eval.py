@@ -126,8 +126,8 @@ def _gather_worker(npz: str, num_classes: int, out_json: str) -> None:
         ev.process([inp], [out])
     t_process = time.perf_counter() - start
     comm.synchronize()
-    got, t_new = timed(ev._gathered)
-    ids, packed = ev._packed()
+    got, t_new = timed(ev.gathered)
+    ids, packed = ev.packed()
     old = {i: Detections.select(packed, packed.image_id == i).to_results() for i in ids}  # the former format
     comm.synchronize()
     _, t_old = timed(comm.gather, old)

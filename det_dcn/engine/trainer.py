@@ -25,6 +25,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.evaluation.build import check_evaluator_choice
+from det_dcn.evaluation.results_table import format_results_table
 from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from det_dcn.utils import comm
 from det_dcn.utils.atomic_io import atomic_write_text
@@ -34,7 +35,6 @@ from det_dcn.utils.logger import setup_logger
 from det_dcn.utils.seeding import seed_from_cfg
 
 from . import hooks
-from .results_table import format_results_table
 from .train_loop import NonFiniteLossError, SimpleTrainer
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,8 @@ The convention every evaluator follows:
 * ``inference_on_dataset`` keeps it away from the model, warns once naming the file, and passes it to
   ``evaluator.process_unreadable(inputs)``;
 * the evaluator scores ground truth of the images it processed only (``restrict_gt_image_ids``), and reports
-  ``left_out_message(files)`` beside its AP table.
+  ``left_out_message(files)`` beside its AP table. Both evaluators do this through
+  ``PredictionCollector.images_to_score`` (prediction_collector.py).
 """
 
 import logging

@@ -5,7 +5,6 @@ uses VOC2007's 11-point rule, anything else (2012, a custom or COCO-format datas
 """
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
@@ -13,9 +12,8 @@ import numpy as np
 
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 
-from .evaluator import DatasetEvaluator
 from .prediction_collector import PredictionCollector
-from .results_io import write_coco_results
+from .results_table import format_results_table
 from .voc_ap import IOU_THRESHOLDS, voc_ap
 
 logger = logging.getLogger(__name__)
@@ -25,11 +23,13 @@ __all__ = ["PascalVOCDetectionEvaluator", "VOCGroundTruth"]
 
 @dataclass
 class VOCGroundTruth:
-    """The boxes of a dataset's dicts as columns: ``img_ids`` [I] in dataset order; per box ``img`` [G] index into
+    """The boxes of a dataset's dicts as columns: ``img_ids`` [I] in dataset order, ``file_names`` [I] theirs; per
+    box ``img`` [G] index into
     ``img_ids``, ``cls`` [G] contiguous class, ``box`` [G, 4] XYXY float64, ``difficult`` [G] bool ("difficult": 1,
     or "iscrowd": 1 in a COCO-format dataset: both are boxes a detector is neither rewarded nor punished for)."""
 
     img_ids: list
+    file_names: List[str]
     img: np.ndarray
     cls: np.ndarray
     box: np.ndarray
@@ -37,9 +37,10 @@ class VOCGroundTruth:
 
     @classmethod
     def from_dataset_dicts(cls, dicts: List[dict], num_classes: int, source: str) -> "VOCGroundTruth":
-        img_ids, img, classes, boxes, difficult = [], [], [], [], []
+        img_ids, file_names, img, classes, boxes, difficult = [], [], [], [], [], []
         for i, d in enumerate(dicts):
             img_ids.append(d["image_id"])
+            file_names.append(d["file_name"])
             for a in d.get("annotations", []):
                 img.append(i)
                 classes.append(a["category_id"])
@@ -47,7 +48,7 @@ class VOCGroundTruth:
                 difficult.append(bool(a.get("difficult", 0)) or bool(a.get("iscrowd", 0)))
         if len(set(img_ids)) != len(img_ids):
             raise ValueError(f"{source}: image ids are not unique ({len(img_ids) - len(set(img_ids))} repeated)")
-        gt = cls(img_ids, np.array(img, dtype=np.int64), np.array(classes, dtype=np.int64),
+        gt = cls(img_ids, file_names, np.array(img, dtype=np.int64), np.array(classes, dtype=np.int64),
                  np.array(boxes, dtype=np.float64).reshape(-1, 4), np.array(difficult, dtype=bool))
         bad = np.flatnonzero((gt.cls < 0) | (gt.cls >= num_classes) | ~np.isfinite(gt.box).all(1))
         if len(bad):
@@ -57,34 +58,26 @@ class VOCGroundTruth:
         return gt
 
 
-class PascalVOCDetectionEvaluator(DatasetEvaluator):
+class PascalVOCDetectionEvaluator(PredictionCollector):
     """Collects detections, gathers them from all ranks, and computes Pascal VOC box AP on rank 0.
 
-    ``process(inputs, outputs)``: as :class:`PredictionCollector` (outputs {"boxes" XYXY, "scores", "classes"}).
+    ``process(inputs, outputs)``, ``process_unreadable(stand_ins)``: as :class:`PredictionCollector`.
     ``evaluate()`` -> {"bbox": {"AP": mean over IoU 0.50:0.95 of the mAP, "AP50": VOC's mAP, "AP75",
     "AP-<class>": the class's AP averaged over IoU 0.50:0.95}} in percent on rank 0, {} elsewhere; classes without
     non-difficult ground truth are NaN and left out of the means. Ground truth counts only for the images that were
-    processed (an image never processed contributes neither detections nor boxes); how many dataset images were
-    not is logged beside the per-class AP50 table. With ``output_dir``, the detections are written to
+    processed (an image never processed contributes neither detections nor boxes); images left out as unreadable
+    are named beside the per-class AP50 table. With ``output_dir``, the detections are written to
     ``output_dir/pascal_voc_results.json`` (COCO results format, ``category_id`` = the class index).
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True):
-        self.dataset_name, self.output_dir = dataset_name, output_dir
         meta = MetadataCatalog.get(dataset_name)
         if meta.get("thing_classes") is None:
             DatasetCatalog.get(dataset_name)  # loading sets them
         self._class_names = list(meta.thing_classes)
         self.rule = "11point" if str(meta.get("year", "")) == "2007" else "area"
-        self._collector = PredictionCollector("PascalVOCDetectionEvaluator", dataset_name, len(self._class_names),
-                                              distributed)
         self._gt: Optional[VOCGroundTruth] = None  # loaded once, reused by periodic evaluation
-
-    def reset(self):
-        self._collector.reset()
-
-    def process(self, inputs, outputs):
-        self._collector.add(inputs, outputs)
+        super().__init__(dataset_name, len(self._class_names), output_dir, distributed)
 
     def _ground_truth(self) -> VOCGroundTruth:
         if self._gt is None:
@@ -93,31 +86,22 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
         return self._gt
 
     def evaluate(self):
-        got = self._collector.gathered()
+        got = self.gathered("pascal_voc_results.json")
         if got is None:
             return {}
         img_ids, dets = got
-        if self.output_dir:
-            os.makedirs(self.output_dir, exist_ok=True)
-            path = os.path.join(self.output_dir, "pascal_voc_results.json")
-            write_coco_results(path, dets)
-            logger.info(f"Wrote {len(dets)} detections of {len(img_ids)} images to {path}")
         gt = self._ground_truth()
+        scored, left_out = self.images_to_score(img_ids, dict(zip(gt.img_ids, gt.file_names)),
+                                                f"dataset {self.dataset_name!r}")
+        keep = np.array([i in scored for i in gt.img_ids], dtype=bool)[gt.img]
         index = {v: i for i, v in enumerate(gt.img_ids)}
-        unknown = [i for i in img_ids if i not in index]
-        if unknown:
-            raise ValueError(f"PascalVOCDetectionEvaluator: predictions for image ids {unknown[:10]} that are not in "
-                             f"dataset {self.dataset_name!r}")
-        evaluated = np.zeros(len(gt.img_ids), bool)
-        evaluated[[index[i] for i in img_ids]] = True
-        keep = evaluated[gt.img]
         uniq, inverse = np.unique(dets.image_id, return_inverse=True)
         det_img = np.array([index[i] for i in uniq.tolist()], dtype=np.int64)[inverse.reshape(-1)]
         k = len(self._class_names)
         xyxy = np.concatenate([dets.bbox[:, :2], dets.bbox[:, :2] + dets.bbox[:, 2:]], axis=1)
         ap = voc_ap(gt.img[keep] * k + gt.cls[keep], gt.box[keep], gt.difficult[keep],
                     det_img * k + dets.category_id, xyxy, dets.score, k, self.rule)
-        self._log_table(ap, len(gt.img_ids) - int(evaluated.sum()), len(gt.img_ids))
+        self._log_table(ap, left_out)
         return {"bbox": self._report(ap)}
 
     def _report(self, ap: np.ndarray) -> Dict[str, float]:
@@ -130,15 +114,12 @@ class PascalVOCDetectionEvaluator(DatasetEvaluator):
             res[f"AP-{name}"] = float(class_ap) * 100
         return res
 
-    def _log_table(self, ap: np.ndarray, not_evaluated: int, num_images: int) -> None:
-        from det_dcn.engine.results_table import format_results_table  # engine imports the models: only when used
-
+    def _log_table(self, ap: np.ndarray, left_out: str) -> None:
         ap50 = ap[int(np.flatnonzero(IOU_THRESHOLDS == 0.5)[0])] * 100
         rule = "VOC2007 11-point" if self.rule == "11point" else "VOC2010+ area"
-        table = {"mAP": nan_mean(ap50), **{f"AP-{n}": float(v) for n, v in zip(self._class_names, ap50)}}
-        logger.info(format_results_table({f"{self.dataset_name}, AP at IoU 0.5 ({rule} rule)": table}) +
-                    f"\n{not_evaluated} of {num_images} dataset images not evaluated (no predictions processed "
-                    f"for them; their ground truth is left out)")
+        row = {"mAP": nan_mean(ap50), **{f"AP-{n}": float(v) for n, v in zip(self._class_names, ap50)}}
+        table = format_results_table({f"{self.dataset_name}, AP at IoU 0.5 ({rule} rule)": row})
+        logger.info(table + (f"\n{left_out}" if left_out else ""))
 
 
 def nan_mean(values: np.ndarray) -> float:

@@ -6,7 +6,6 @@ import json
 import logging
 import math
 import os
-import socket
 
 import numpy as np
 import pytest
@@ -15,6 +14,8 @@ import torch
 from det_dcn.data import DatasetCatalog, MetadataCatalog, register_coco_instances
 from det_dcn.evaluation import COCOEvaluator, inference_on_dataset, print_csv_format
 from det_dcn.utils import comm
+
+from evaluation_helpers import OracleModel, run_on_two_gloo_ranks
 
 CATS = [{"id": 5, "name": "dog"}, {"id": 2, "name": "cat"}, {"id": 11, "name": "cow"}]  # -> cat 0, dog 1, cow 2
 ID_MAP = {2: 0, 5: 1, 11: 2}
@@ -143,7 +144,7 @@ def test_two_ranks_merged_without_loss_or_duplication(gt, monkeypatch, tmp_path,
     rank1._predictions[10] = rank1._predictions[13]  # a (wrong) duplicate of an image rank 0 has: dropped
     monkeypatch.setattr(comm, "get_world_size", lambda: 2)
     monkeypatch.setattr(comm, "is_main_process", lambda: True)
-    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1._packed()])
+    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1.packed()])
     with caplog.at_level(logging.WARNING):
         merged = _run(COCOEvaluator(name, str(tmp_path)), pairs[:3])
     assert merged == single
@@ -155,47 +156,15 @@ def test_two_ranks_merged_without_loss_or_duplication(gt, monkeypatch, tmp_path,
     assert _run(COCOEvaluator(name), pairs[:3]) == {}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _dist_worker(rank, port, json_file, images, annos, out_file):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        name = f"dist_eval_{rank}"
-        register_coco_instances(name, json_file, os.path.dirname(json_file))
-        pairs = _noisy(images, annos)
-        res = _run(COCOEvaluator(name), pairs[rank::2])
-        if rank == 0:
-            with open(out_file, "w") as f:
-                json.dump(res, f)
-        else:
-            assert res == {}
-    finally:
-        comm.destroy_process_group()
-
-
 def test_two_gloo_processes(gt, tmp_path):
-    import multiprocessing
-
     name, images, annos, json_file = gt
     single = _run(COCOEvaluator(name), _noisy(images, annos))
-    ctx = multiprocessing.get_context("fork")
-    port = _free_port()
-    out = str(tmp_path / "dist.json")
-    # both ranks read the one GT file the fixture wrote (writing it per rank raced: one read it half-written)
-    procs = [ctx.Process(target=_dist_worker, args=(r, port, json_file, images, annos, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
-    with open(out) as f:
-        dist_res = json.load(f)
+
+    def evaluate(rank):  # both ranks read the one GT file the fixture wrote (writing it per rank raced)
+        register_coco_instances(f"dist_eval_{rank}", json_file, os.path.dirname(json_file))
+        return _run(COCOEvaluator(f"dist_eval_{rank}"), _noisy(images, annos)[rank::2])
+
+    dist_res = run_on_two_gloo_ranks(evaluate, str(tmp_path / "dist.json"))
     assert dist_res["bbox"] == pytest.approx(single["bbox"], nan_ok=True)
 
 
@@ -236,23 +205,10 @@ def test_in_memory_dataset_without_json(tmp_path):
         MetadataCatalog.remove("eval_mem")
 
 
-class _OracleModel(torch.nn.Module):
-    """Returns the ground truth of each image: tests the loop, not a model."""
-
-    def __init__(self, by_id):
-        super().__init__()
-        self.by_id = by_id
-        self.lin = torch.nn.Linear(1, 1)
-
-    def forward(self, inputs):
-        assert not self.training and not torch.is_grad_enabled()
-        return [self.by_id[d["image_id"]] for d in inputs]
-
-
 def test_inference_on_dataset(gt, caplog):
     name, images, annos, _ = gt
     pairs = _perfect(images, annos)
-    model = _OracleModel({inp[0]["image_id"]: out[0] for inp, out in pairs})
+    model = OracleModel({inp[0]["image_id"]: out[0] for inp, out in pairs})
     model.train()
     loader = [inp for inp, _ in pairs]
     with caplog.at_level(logging.INFO):

@@ -4,8 +4,6 @@ agree, the evaluator (ranks, unprocessed images) and its selection by TEST.EVALU
 import json
 import logging
 import math
-import multiprocessing
-import socket
 
 import numpy as np
 import pytest
@@ -14,11 +12,14 @@ import torch
 from det_dcn.config import get_cfg
 from det_dcn.config.config import ConfigError
 from det_dcn.data import DatasetCatalog, MetadataCatalog, register_coco_instances
-from det_dcn.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, build_evaluator
+from det_dcn.evaluation import COCOEvaluator, PascalVOCDetectionEvaluator, build_evaluator, inference_on_dataset
 from det_dcn.evaluation.coco_tables import Detections
+from det_dcn.evaluation.left_out import UNREADABLE_KEY
 from det_dcn.evaluation.pycocotools_eval import pycocotools_evaluate
 from det_dcn.evaluation.voc_ap import box_iou_xyxy, interpolated_ap, voc_ap, voc_matches
 from det_dcn.utils import comm
+
+from evaluation_helpers import OracleModel, run_on_two_gloo_ranks
 
 # The hand-worked case: one class, boxes 10 px high on y in [0, 10]. Ground truth:
 #   A [0, 10]  B [100, 110]  C [200, 210]  D [300, 310] difficult  E [2, 12] (overlaps A: IoU 8/12)
@@ -261,7 +262,7 @@ def test_evaluator_on_the_hand_case(voc_dataset, tmp_path, caplog):
     assert res["AP-aeroplane"] == pytest.approx(ap.mean() * 100, abs=1e-9)
     assert res["AP75"] == pytest.approx((ap[5] * 100 + 100) / 2, abs=1e-9)
     assert res["AP"] == pytest.approx(np.mean((ap * 100 + 100) / 2), abs=1e-9)
-    assert "1 of 3 dataset images not evaluated" in caplog.text and "VOC2007 11-point" in caplog.text
+    assert "1 of 3 ground-truth images were not evaluated" in caplog.text and "VOC2007 11-point" in caplog.text
     assert "| aeroplane | 56.364 |" in caplog.text  # the per-class AP50 table
     with open(tmp_path / "pascal_voc_results.json") as f:
         assert len(json.load(f)) == 8
@@ -298,6 +299,30 @@ def test_no_predictions_gives_zero(voc_dataset):
     assert res["AP50"] == 0.0 and res["AP-aeroplane"] == 0.0 and math.isnan(res["AP-bicycle"])
 
 
+def test_unreadable_image_is_left_out_and_named_beside_the_table(voc_dataset, caplog):
+    """Image 3 (one "bicycle" box) cannot be read: the AP equals that of the dataset without image 3, and the AP50
+    table names the file. Scored as an image without detections instead, its box would halve bicycle's recall."""
+    outputs = {inp[0]["image_id"]: out[0] for inp, out in _pairs()}
+    stand_in = {"image_id": "000003", "file_name": "3.jpg", UNREADABLE_KEY: "truncated JPEG"}
+    loader = [[{"image_id": "000001"}, stand_in], [{"image_id": "000002"}]]
+    with caplog.at_level(logging.INFO, logger="det_dcn.evaluation"):
+        res = inference_on_dataset(OracleModel(outputs), loader, PascalVOCDetectionEvaluator(voc_dataset))
+    table = [r.getMessage() for r in caplog.records if "AP at IoU 0.5" in r.getMessage()]
+    assert len(table) == 1 and table[0].splitlines()[-1] == "1 images left out (unreadable): 3.jpg"
+    assert "neither predicted nor reported unreadable" not in caplog.text
+
+    DatasetCatalog.register("voc_without_3", lambda: _voc_dicts()[:2])
+    MetadataCatalog.get("voc_without_3").set(thing_classes=CLASSES, evaluator_type="pascal_voc", year=2007)
+    try:
+        without = _run(PascalVOCDetectionEvaluator("voc_without_3"), _pairs())
+    finally:
+        DatasetCatalog.remove("voc_without_3")
+        MetadataCatalog.remove("voc_without_3")
+    assert res["bbox"] == pytest.approx(without["bbox"], nan_ok=True) and res["bbox"]["AP-bicycle"] == 100
+    scored = _run(PascalVOCDetectionEvaluator(voc_dataset), _pairs() + [([{"image_id": "000003"}], [_output([])])])
+    assert scored["bbox"]["AP-bicycle"] == pytest.approx(600 / 11)  # 11-point rule, recall 1/2 at precision 1
+
+
 def test_two_ranks_merged(voc_dataset, monkeypatch):
     single = _run(PascalVOCDetectionEvaluator(voc_dataset), _pairs())
     rank1 = PascalVOCDetectionEvaluator(voc_dataset)
@@ -305,7 +330,7 @@ def test_two_ranks_merged(voc_dataset, monkeypatch):
         rank1.process(inp, out)
     monkeypatch.setattr(comm, "get_world_size", lambda: 2)
     monkeypatch.setattr(comm, "is_main_process", lambda: True)
-    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1._collector._packed()])
+    monkeypatch.setattr(comm, "gather", lambda data, dst=0: [data, rank1.packed()])
     merged = _run(PascalVOCDetectionEvaluator(voc_dataset), _pairs()[:1])
     assert merged["bbox"] == pytest.approx(single["bbox"], nan_ok=True)
     monkeypatch.setattr(comm, "is_main_process", lambda: False)
@@ -313,38 +338,16 @@ def test_two_ranks_merged(voc_dataset, monkeypatch):
     assert _run(PascalVOCDetectionEvaluator(voc_dataset), _pairs()[:1]) == {}
 
 
-def _dist_worker(rank, port, out_file):
-    import torch.distributed as dist
-
-    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    try:
-        name = f"dist_voc_{rank}"
-        DatasetCatalog.register(name, _voc_dicts)
-        MetadataCatalog.get(name).set(thing_classes=CLASSES, evaluator_type="pascal_voc", year=2007)
-        res = _run(PascalVOCDetectionEvaluator(name), _pairs()[rank::2])
-        if rank == 0:
-            with open(out_file, "w") as f:
-                json.dump(res, f)
-        else:
-            assert res == {}
-    finally:
-        comm.destroy_process_group()
-
-
 def test_two_gloo_processes(voc_dataset, tmp_path):
     single = _run(PascalVOCDetectionEvaluator(voc_dataset), _pairs())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    out = str(tmp_path / "dist.json")
-    procs = [multiprocessing.get_context("fork").Process(target=_dist_worker, args=(r, port, out)) for r in range(2)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    assert [p.exitcode for p in procs] == [0, 0]
-    with open(out) as f:
-        assert json.load(f)["bbox"] == pytest.approx(single["bbox"], nan_ok=True)
+
+    def evaluate(rank):
+        DatasetCatalog.register(f"dist_voc_{rank}", _voc_dicts)
+        MetadataCatalog.get(f"dist_voc_{rank}").set(thing_classes=CLASSES, evaluator_type="pascal_voc", year=2007)
+        return _run(PascalVOCDetectionEvaluator(f"dist_voc_{rank}"), _pairs()[rank::2])
+
+    dist_res = run_on_two_gloo_ranks(evaluate, str(tmp_path / "dist.json"))
+    assert dist_res["bbox"] == pytest.approx(single["bbox"], nan_ok=True)
 
 
 # ----------------------------------------------------------------------------------------------- selection
