@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import time
-from typing import Dict, Iterator, Optional
+from typing import Dict, Iterator, List, Optional
 
 import torch
 from torch import nn
@@ -143,6 +143,17 @@ def _check_standard_ops(proto) -> None:
                           f"runtimes cannot run it")
 
 
+def program_to_onnx(program: torch.export.ExportedProgram, example: tuple, opset_version: int = DEFAULT_OPSET,
+                    input_names: Optional[List[str]] = None, output_names: Optional[List[str]] = None):
+    """The ONNX ModelProto of ``program`` (traced on ``example``), default-domain operators only (else ExportError)."""
+    with _nms_may_keep_zero_boxes():  # the translation re-traces the program (decompositions)
+        onnx_program = torch.onnx.export(program, example, dynamo=True, opset_version=opset_version,
+                                         input_names=input_names, output_names=output_names, optimize=True)
+    proto = onnx_program.model_proto
+    _check_standard_ops(proto)
+    return proto
+
+
 def export_onnx(model: nn.Module, cfg, path: str, opset_version: int = DEFAULT_OPSET,
                 program: Optional[torch.export.ExportedProgram] = None) -> None:
     """Export ``model`` (eval detector built from ``cfg``) to a plain ONNX file at ``path``.
@@ -165,12 +176,7 @@ def export_onnx(model: nn.Module, cfg, path: str, opset_version: int = DEFAULT_O
         program = export_program(model, cfg)
     start = time.perf_counter()
     logger.info("Translating to ONNX (opset %d)...", opset_version)
-    with _nms_may_keep_zero_boxes():  # the translation re-traces the program (decompositions)
-        onnx_program = torch.onnx.export(program, (_example_image(cfg),), dynamo=True, opset_version=opset_version,
-                                         input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
-                                         optimize=True)
-    proto = onnx_program.model_proto
-    _check_standard_ops(proto)
+    proto = program_to_onnx(program, (_example_image(cfg),), opset_version, list(INPUT_NAMES), list(OUTPUT_NAMES))
     for key, value in contract_metadata(cfg).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value

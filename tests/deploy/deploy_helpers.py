@@ -1,5 +1,6 @@
 """Shared by the deploy tests: small random detectors that give real detections, test images, detection matching."""
 
+import math
 import os
 from typing import Dict, List, Sequence
 
@@ -28,6 +29,9 @@ VARIANTS = {
     "dc5_aspp": ("faster_rcnn_shapes_dc5_aspp.yaml", _BN),
     "multigrid": ("faster_rcnn_shapes_mdconv.yaml", _BN + ["MODEL.RESNETS.RES5_MULTI_GRID", [1, 2]]),
     "gn": ("faster_rcnn_shapes_mdconv_mdpool.yaml", []),
+    # the quickstart resizes as torchvision does; detectron2's and mmdetection's resizes (uint8, rounded sizes)
+    "resize_detectron2": ("faster_rcnn_shapes.yaml", _BN + ["INPUT.RESIZE_STYLE", "detectron2"]),
+    "resize_mmdet": ("faster_rcnn_shapes.yaml", _BN + ["INPUT.RESIZE_STYLE", "mmdet"]),
 }
 # random_detector's seed per variant where seed 0 detects (almost) nothing on the test images (mdconv: 1 detection
 # over IMAGE_SIZES with seed 0, 208 with seed 1), which would leave the comparison empty
@@ -144,5 +148,27 @@ def eager_detections(model, image_bgr: np.ndarray, input_format: str) -> Dict[st
     return {k: out[k].numpy() for k in ("boxes", "scores", "classes")}
 
 
-# sizes other than the export size (160 x 213), several aspect ratios, and one below MIN_SIZE_TEST
-IMAGE_SIZES: List = [(240, 320), (300, 180), (128, 420), (97, 131)]
+# A size where a float32 size rule resizes to another size than eager's double one: at the quickstart's
+# MIN_SIZE_TEST 160 / MAX_SIZE_TEST 256, 417 x 256 -> floor(417 * (256 / 417)) = 255 in double, 256 in float32.
+BOUNDARY_SIZE = (417, 256)
+# sizes other than the export size (160 x 213), several aspect ratios, one below MIN_SIZE_TEST, and BOUNDARY_SIZE
+IMAGE_SIZES: List = [(240, 320), (300, 180), (128, 420), (97, 131), BOUNDARY_SIZE]
+
+
+def reference_size(h: int, w: int, short: int, max_size: int, style: str):
+    """torchvision's GeneralizedRCNNTransform (floor) and detectron2's ResizeShortestEdge (round), in doubles."""
+    if style == "torchvision":
+        scale = min(short / min(h, w), max_size / max(h, w))
+        return math.floor(h * scale), math.floor(w * scale)
+    scale = short / min(h, w)
+    if max(h, w) * scale > max_size:
+        scale = max_size / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def sweep_pairs():
+    """(H, W): heights 100-1,399 at aspect 3:4 and 4:3 (5,200 pairs), plus sizes where the long side alone
+    decides, e.g. 417 x 256 at (160, 256): 256 / 417 * 417 is 255.99999999999997 in double, 256.0 in float32."""
+    pairs = [(h, w) for h in range(100, 1400) for w in (h * 3 // 4, h * 4 // 3, (h * 3 + 3) // 4, (h * 4 + 2) // 3)]
+    pairs += [(417, 256), (256, 417), (2001, 1201), (1201, 2001), (97, 131), (160, 160), (201, 333)]
+    return sorted(set(pairs))

@@ -13,6 +13,8 @@ import sys
 
 import numpy as np
 import onnx
+import onnx.utils
+import onnxruntime
 import pytest
 import torch
 
@@ -21,8 +23,8 @@ from det_dcn.deploy.predictor import op_times_from_trace
 from det_dcn.deploy.export import export_onnx, export_program, load_program, save_program
 from det_dcn.engine.predictor import DefaultPredictor
 
-from deploy_helpers import (IMAGE_SIZES, REPO, VARIANT_SEEDS, VARIANTS, count_matched, flat_image, make_image,
-                            random_detector, variant_cfg)
+from deploy_helpers import (BOUNDARY_SIZE, IMAGE_SIZES, REPO, VARIANT_SEEDS, VARIANTS, count_matched, flat_image,
+                            make_image, random_detector, reference_size, sweep_pairs, variant_cfg)
 
 DEFAULT_VARIANTS = ("mdconv_mdpool",)
 PARAMS = [pytest.param(n, marks=() if n in DEFAULT_VARIANTS else pytest.mark.slow) for n in VARIANTS]
@@ -53,8 +55,8 @@ def exported(tmp_path_factory):
 
 def _check_same_detections(predictor, run):
     """``run(bgr image) -> dict`` finds >= 99% of DefaultPredictor's detections (class, IoU >= 0.99, score within
-    1e-3) on every test image, and nothing on a flat image (NMS keeps no box: no size may be assumed >= 2; BatchNorm
-    models only)."""
+    1e-3) on every test image, all of them on BOUNDARY_SIZE (a resize to another size than eager's would move
+    boxes there), and nothing on a flat image (NMS keeps no box: no size may be assumed >= 2; BatchNorm models only)."""
     total = matched = 0
     for i, (h, w) in enumerate(IMAGE_SIZES):
         image = make_image(h, w, seed=i)
@@ -64,6 +66,9 @@ def _check_same_detections(predictor, run):
         assert got["classes"].dtype == np.int64 and got["boxes"].shape == (len(got["scores"]), 4)
         total += len(expected["scores"])
         matched += count_matched(expected, got)
+        if (h, w) == BOUNDARY_SIZE:
+            assert len(expected["scores"]) > 0, "the boundary image must give detections to compare"
+            assert count_matched(expected, got) == len(expected["scores"]) == len(got["scores"]), (h, w)
     assert total >= 5, "the random model must give real detections, or the comparison is empty"
     assert matched >= 0.99 * total, f"{matched} of {total} detections matched"
     if predictor.cfg.MODEL.RESNETS.NORM != "GN":  # see deploy_helpers.VARIANTS
@@ -85,6 +90,25 @@ def test_onnxruntime_gives_default_predictor_detections(exported, name):
     assert meta["det_dcn.input_format"] == predictor.cfg.INPUT.FORMAT
     assert meta["det_dcn.min_size_test"] == str(predictor.cfg.INPUT.MIN_SIZE_TEST)
     _check_same_detections(predictor, OnnxPredictor(onnx_path))
+
+
+def test_onnx_detector_resizes_to_eager_size_on_thousands_of_sizes(exported):
+    """The exported detector's own size sub-graph (what feeds the image's Resize), run alone in onnxruntime on
+    every sweep size (BOUNDARY_SIZE's kind included), gives eager's double-precision size."""
+    predictor, _, onnx_path = exported(DEFAULT_VARIANTS[0])
+    cfg = predictor.cfg
+    model = onnx.load(onnx_path)
+    resize = next(n for n in model.graph.node if n.op_type == "Resize")  # the first: the image's (bilinear)
+    assert any(a.name == "mode" and a.s == b"linear" for a in resize.attribute)
+    part = onnx.utils.Extractor(model).extract_model([model.graph.input[0].name], [resize.input[3]])
+    session = onnxruntime.InferenceSession(part.SerializeToString(), providers=["CPUExecutionProvider"])
+    args = (cfg.INPUT.MIN_SIZE_TEST, cfg.INPUT.MAX_SIZE_TEST, cfg.INPUT.RESIZE_STYLE)
+    wrong = []
+    for h, w in sweep_pairs():
+        got = tuple(session.run(None, {"image": np.zeros((h, w, 3), np.uint8)})[0][-2:].tolist())
+        if got != reference_size(h, w, *args):
+            wrong.append((h, w, got))
+    assert not wrong, f"{len(wrong)} of {len(sweep_pairs())} sizes differ from eager's, first {wrong[:3]}"
 
 
 def _pt2_runner(predictor, pt2):

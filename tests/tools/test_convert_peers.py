@@ -134,7 +134,7 @@ def _detectron2_dc5_key(det_key):
     if det_key in [stem + "weight"] + [stem + "norm." + x for x in ("weight", "bias", "running_mean", "running_var")]:
         return det_key
     for prefix, modules in _D2_DC5_HEADS.items():
-        if det_key.startswith(prefix) and det_key[len(prefix):] in [f"{m}.{x}" for m in modules for x in ("weight", "bias")]:
+        if det_key in [f"{prefix}{m}.{x}" for m in modules for x in ("weight", "bias")]:
             return det_key
     raise KeyError(f"no detectron2 DC5 key for det_dcn's '{det_key}'")
 

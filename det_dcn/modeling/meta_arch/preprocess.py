@@ -1,25 +1,13 @@
 """Image preprocessing inside the model: normalisation and test-time resizing in the style of INPUT.RESIZE_STYLE."""
 
-import math
 from typing import Tuple
 
 import torch
 from torch import Tensor
+from torch.fx.experimental.symbolic_shapes import guard_or_false
 from torch.nn import functional as F
 
-from ...utils.resize import shortest_edge_size
-
-
-def resize_scale(height: int, width: int, min_size: int, max_size: int) -> float:
-    """Scale that brings the short side to ``min_size`` unless the long side would pass ``max_size`` (<= 0: no cap).
-
-    Computed in Python floats from the integer sizes, exactly as torchvision's GeneralizedRCNNTransform does.
-    """
-    # sym_min/sym_max: plain min/max for ints, and no guard on traced (symbolic) sizes
-    scale = min_size / torch.sym_min(height, width)
-    if max_size > 0:
-        scale = torch.sym_min(scale, max_size / torch.sym_max(height, width))
-    return scale
+from ...utils.resize import RESIZE_STYLES, resized_size  # noqa: F401  (RESIZE_STYLES: re-exported)
 
 
 def resize_image(image: Tensor, min_size: int, max_size: int) -> Tensor:
@@ -29,25 +17,10 @@ def resize_image(image: Tensor, min_size: int, max_size: int) -> Tensor:
     converted torchvision weights see the same pixels.
     """
     h, w = image.shape[-2:]
-    scale = resize_scale(h, w, min_size, max_size)
     # = scale_factor=scale with recompute_scale_factor=True (the output size is floor(size * scale) in double
-    # precision, and the kernel then uses only the sizes), written with sizes so that it traces with symbolic sizes
-    size = (math.trunc(h * scale), math.trunc(w * scale))  # = floor (positive); trunc also serialises in a .pt2
+    # precision, and the kernel then uses only the sizes)
+    size = resized_size(h, w, min_size, max_size, "torchvision")
     return F.interpolate(image[None], size=size, mode="bilinear", align_corners=False)[0]
-
-
-RESIZE_STYLES = ("detectron2", "mmdet", "torchvision")
-
-
-def resized_size(height: int, width: int, min_size: int, max_size: int, style: str) -> Tuple[int, int]:
-    """(h, w) of the image the model sees after its test-time resize in INPUT.RESIZE_STYLE ``style``:
-    floor(side * scale) for "torchvision", rounded for "detectron2" / "mmdet"; unchanged when ``min_size <= 0``."""
-    if min_size <= 0:
-        return height, width
-    if style == "torchvision":
-        s = resize_scale(height, width, min_size, max_size)
-        return int(math.floor(height * s)), int(math.floor(width * s))
-    return shortest_edge_size(height, width, min_size, max_size)
 
 
 def resize_pixels(image: Tensor, min_size: int, max_size: int, style: str) -> Tensor:
@@ -61,9 +34,10 @@ def resize_pixels(image: Tensor, min_size: int, max_size: int, style: str) -> Te
     if style not in ("detectron2", "mmdet"):
         raise ValueError(f"INPUT.RESIZE_STYLE='{style}' does not resize before normalisation; expected "
                          f"'detectron2' or 'mmdet'")
-    h, w = (int(s) for s in image.shape[-2:])
+    h, w = image.shape[-2:]  # ints, or traced sizes (int() would fix them to the example's)
     size = resized_size(h, w, min_size, max_size, style)
-    if size == (h, w):
+    # a traced size is unknown until the graph runs (no guard on it: the resize at scale 1 is the identity anyway)
+    if guard_or_false(size[0] == h) and guard_or_false(size[1] == w):
         return image
     antialias = style == "detectron2"
     x = image[None]
