@@ -42,6 +42,7 @@ class OnnxPredictor:
                 path, options, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:
             raise ValueError(f"OnnxPredictor: cannot load '{path}' as an ONNX model ({type(e).__name__}: {e})") from e
+        self.path = path
         self.metadata: Dict[str, str] = dict(self.session.get_modelmeta().custom_metadata_map)
         key = f"{METADATA_PREFIX}input_format"
         self.input_format = self.metadata.get(key)
