@@ -58,7 +58,7 @@ def _check_same_detections(predictor, run):
     1e-3) on every test image, all of them on BOUNDARY_SIZE (a resize to another size than eager's would move
     boxes there), and nothing on a flat image (NMS keeps no box: no size may be assumed >= 2; BatchNorm models only)."""
     total = matched = 0
-    for i, (h, w) in enumerate(IMAGE_SIZES):
+    for i, (h, w) in enumerate(IMAGE_SIZES + [BOUNDARY_SIZE]):
         image = make_image(h, w, seed=i)
         expected = {k: v.numpy() for k, v in predictor(image).items()}
         got = run(image)
