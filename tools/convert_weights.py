@@ -6,8 +6,9 @@
 SOURCE / IN:
   torchvision    a torchvision fasterrcnn_resnet50_fpn state dict (e.g. fasterrcnn_resnet50_fpn_coco-258fb6c6.pth,
                  for configs/torchvision/faster_rcnn_R_50_FPN.yaml) or an ImageNet ResNet (e.g. resnet50-0676ba61.pth)
-  detectron2     a detectron2 model: model-zoo .pkl (e.g. model_final_b275ba.pkl) or .pth; its mask / keypoint heads
-                 are dropped and reported; use it with the same detectron2 config file
+  detectron2     a detectron2 Faster R-CNN, FPN or DC5 (dconv FPN too): model-zoo .pkl (e.g. model_final_b275ba.pkl) or
+                 .pth; its mask / keypoint heads are dropped and reported; C4 models (roi_heads.res5.*) are refused;
+                 use it with the same detectron2 config file
   detectron2-c2  a Caffe2-format ImageNet backbone detectron2 configs start from (ImageNetPretrained/MSRA/R-50.pkl,
                  R-101.pkl, FAIR/X-101-32x8d.pkl): BGR input, PIXEL_MEAN [103.53, 116.28, 123.675], PIXEL_STD [1, 1, 1],
                  STRIDE_IN_1X1 True (detectron2's defaults; X-101-32x8d: its config's values)
