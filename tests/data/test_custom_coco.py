@@ -72,16 +72,22 @@ def test_register_from_cfg_and_errors(tmp_path):
     assert "x" not in DatasetCatalog
 
 
-def test_train_tool_trains_and_evaluates_a_custom_dataset(tmp_path):
-    json_file, images = write_boxes_dataset(str(tmp_path / "data"))
-    out = tmp_path / "out"
-    proc = subprocess.run(
+def train_tool_on_custom_coco(name, json_file, images, out):
+    """tools/train.py in a subprocess: the tiny test model, 2 iterations on DATASETS.CUSTOM_COCO ``name``, evaluated on
+    the same dataset. Returns the CompletedProcess (text stdout / stderr)."""
+    return subprocess.run(
         [sys.executable, "tools/train.py", "--config-file", "tests/engine/tiny_faster_rcnn.yaml",
-         "DATASETS.CUSTOM_COCO", f"[['boxes_train', '{json_file}', '{images}']]",
-         "DATASETS.TRAIN", "('boxes_train',)", "DATASETS.TEST", "('boxes_train',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
+         "DATASETS.CUSTOM_COCO", f"[['{name}', '{json_file}', '{images}']]",
+         "DATASETS.TRAIN", f"('{name}',)", "DATASETS.TEST", f"('{name}',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
          "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out)],
         capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
     )
+
+
+def test_train_tool_trains_and_evaluates_a_custom_dataset(tmp_path):
+    json_file, images = write_boxes_dataset(str(tmp_path / "data"))
+    out = tmp_path / "out"
+    proc = train_tool_on_custom_coco("boxes_train", json_file, images, out)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert os.path.isfile(out / "model_final.pth")
     assert "AP50" in proc.stdout and "square" in proc.stdout + proc.stderr

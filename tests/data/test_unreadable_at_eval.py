@@ -2,8 +2,6 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -12,7 +10,7 @@ import pytest
 from det_dcn.data.detection_utils import BadDataError, check_image_file, read_image
 from det_dcn.evaluation.left_out import UNREADABLE_KEY, restrict_gt_image_ids, split_unreadable
 
-from test_custom_coco import REPO, write_boxes_dataset
+from test_custom_coco import train_tool_on_custom_coco, write_boxes_dataset
 
 
 def _truncate(path):
@@ -52,13 +50,7 @@ def test_train_tool_survives_a_truncated_eval_image(tmp_path):
                                 "iscrowd": 0})
     json.dump(coco, open(json_file, "w"))
     out = tmp_path / "out"
-    proc = subprocess.run(
-        [sys.executable, "tools/train.py", "--config-file", "tests/engine/tiny_faster_rcnn.yaml",
-         "DATASETS.CUSTOM_COCO", f"[['boxes_b', '{json_file}', '{images}']]",
-         "DATASETS.TRAIN", "('boxes_b',)", "DATASETS.TEST", "('boxes_b',)", "MODEL.ROI_HEADS.NUM_CLASSES", "2",
-         "SOLVER.MAX_ITER", "2", "OUTPUT_DIR", str(out)],
-        capture_output=True, text=True, timeout=600, cwd=REPO, env={**os.environ, "PYTHONPATH": REPO},
-    )
+    proc = train_tool_on_custom_coco("boxes_b", json_file, images, out)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 0, log[-4000:]
     assert "Traceback" not in log
