@@ -3,7 +3,7 @@
 from typing import Optional
 
 from det_dcn.config.config import ConfigError
-from det_dcn.data import DatasetCatalog, MetadataCatalog
+from det_dcn.data import MetadataCatalog
 
 from .coco_evaluation import COCOEvaluator
 from .evaluator import DatasetEvaluator
@@ -29,9 +29,4 @@ def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None) ->
         kind = "pascal_voc" if meta.get("evaluator_type") == "pascal_voc" else "coco"
     if kind == "pascal_voc":
         return PascalVOCDetectionEvaluator(dataset_name, output_dir=output_dir)
-    if meta.get("thing_dataset_id_to_contiguous_id") is None:
-        DatasetCatalog.get(dataset_name)  # loading a COCO-format dataset sets it
-    if meta.get("thing_dataset_id_to_contiguous_id") is None:
-        # a dataset with only contiguous classes (Pascal VOC): its category ids are those indices
-        meta.set(thing_dataset_id_to_contiguous_id={i: i for i in range(len(meta.thing_classes))})
     return COCOEvaluator(dataset_name, output_dir=output_dir)

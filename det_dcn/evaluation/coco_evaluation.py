@@ -47,6 +47,9 @@ class COCOEvaluator(PredictionCollector):
         meta = MetadataCatalog.get(dataset_name)
         if meta.get("thing_dataset_id_to_contiguous_id") is None or meta.get("thing_classes") is None:
             DatasetCatalog.get(dataset_name)  # loading sets them
+        if meta.get("thing_dataset_id_to_contiguous_id") is None:
+            # a dataset with only contiguous classes (Pascal VOC): its category ids are those indices
+            meta.set(thing_dataset_id_to_contiguous_id={i: i for i in range(len(meta.thing_classes))})
         self._meta = meta
         self._class_names = list(meta.thing_classes)
         to_dataset_id = {v: k for k, v in meta.thing_dataset_id_to_contiguous_id.items()}

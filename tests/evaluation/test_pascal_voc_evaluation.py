@@ -401,6 +401,14 @@ def test_coco_rules_on_a_voc_dataset(voc_dataset):
     assert set(res) >= {"AP", "AP50", "AP75", "AP-aeroplane"} and 0 < res["AP50"] < 100
 
 
+def test_coco_evaluator_built_directly_on_a_voc_dataset(voc_dataset):
+    """tools/eval_precision.py builds COCOEvaluator itself, not through build_evaluator: same numbers."""
+    direct = _run(COCOEvaluator(voc_dataset, distributed=False), _pairs())["bbox"]
+    built = _run(build_evaluator(_cfg("coco"), voc_dataset), _pairs())["bbox"]
+    assert direct.keys() == built.keys() and 0 < direct["AP50"] < 100
+    np.testing.assert_array_equal(list(direct.values()), list(built.values()))  # NaN where both are undefined
+
+
 def test_unknown_value_is_a_config_error(voc_dataset):
     with pytest.raises(ConfigError, match=r"TEST.EVALUATOR='voc' is not one of \['auto', 'coco', 'pascal_voc'\]"):
         build_evaluator(_cfg("voc"), voc_dataset)
