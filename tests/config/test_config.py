@@ -145,7 +145,8 @@ def test_every_shipped_config_builds_its_backbone():
         cfg = get_cfg()
         cfg.merge_from_file(path)
         cfg.merge_from_list(["MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 32,
-                             "MODEL.RESNETS.WIDTH_PER_GROUP", 8, "MODEL.FPN.OUT_CHANNELS", 16])
+                             "MODEL.RESNETS.WIDTH_PER_GROUP", 8,
+                             "MODEL.FPN.OUT_CHANNELS", 32 if cfg.MODEL.FPN.NORM == "GN" else 16])  # GN: 32 groups
         if cfg.MODEL.RESNETS.NORM == "GN":
             continue
         model = build_backbone(cfg)
