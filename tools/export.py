@@ -8,7 +8,7 @@ r"""Export a det_dcn detector to a plain ONNX file (stock onnxruntime runs it) o
 
 Weights come from MODEL.WEIGHTS, as in tools/train.py. The file takes one uint8 H x W x 3 image in INPUT.FORMAT
 (any size) and returns boxes float32 [N, 4] in the image's pixels, scores float32 [N] and classes int64 [N], as
-DefaultPredictor does; README "Export and deploy" gives the contract and what is supported. --precision int8
+DefaultPredictor does; docs/deployment.md gives the contract and what is supported. --precision int8
 quantizes the ONNX file with onnxruntime (static QDQ, calibrated on images of DATASETS.TRAIN; det_dcn.deploy.quantize
 says which layers stay float); OnnxPredictor and tools/demo.py --onnx run it unchanged. Run the ONNX file with
 det_dcn.deploy.OnnxPredictor (numpy + onnxruntime) or tools/demo.py --onnx FILE; reload a .pt2 with
