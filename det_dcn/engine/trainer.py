@@ -35,6 +35,7 @@ from det_dcn.utils.logger import setup_logger
 from det_dcn.utils.seeding import seed_from_cfg
 
 from . import hooks
+from .predictor import native_bf16
 from .train_loop import NonFiniteLossError, SimpleTrainer
 
 logger = logging.getLogger(__name__)
@@ -65,6 +66,19 @@ def _check_solver_cfg(cfg) -> None:
         raise ValueError("OUTPUT_DIR is empty; training needs a folder for checkpoints and metrics")
 
 
+def _amp_on(cfg, device: torch.device) -> bool:
+    """SOLVER.AMP.ENABLED, except on a CPU without bfloat16 instructions: there oneDNN emulates bfloat16, slower than
+    float32, so a config written for AMP (the raccoon recipe) trains in float32 there, with a warning."""
+    if not cfg.SOLVER.AMP.ENABLED:
+        return False
+    if device.type == "cpu" and not native_bf16(device):
+        logger.warning("SOLVER.AMP.ENABLED is True but this CPU (torch kernels %s) has no bfloat16 instructions "
+                       "(AVX512-BF16 or AMX): bfloat16 would be emulated, slower than float32; training in float32",
+                       torch.backends.cpu.get_cpu_capability())
+        return False
+    return True
+
+
 class DefaultTrainer(SimpleTrainer):
     """Trainer with detectron2's defaults; see the module docstring.
 
@@ -86,7 +100,7 @@ class DefaultTrainer(SimpleTrainer):
         model = self.build_model(cfg)
         optimizer = self.build_optimizer(cfg, model)
         device = next(model.parameters()).device
-        amp = bool(cfg.SOLVER.AMP.ENABLED)
+        amp = _amp_on(cfg, device)
         grad_scaler = torch.amp.GradScaler("cuda") if amp and device.type == "cuda" else None
         ddp_model = create_ddp_model(model, find_unused_parameters=cfg.FIND_UNUSED_PARAMETERS)
         super().__init__(

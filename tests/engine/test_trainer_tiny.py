@@ -1,6 +1,7 @@
 """DefaultTrainer on a tiny stand-in model: determinism, resume, NaN stop, outputs, AMP, clipping."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -126,7 +127,7 @@ def test_lr_recorded_follows_warmup_and_steps(tmp_path):
     assert lrs == pytest.approx(expected)
 
 
-def test_amp_on_cpu_uses_bfloat16_and_trains(tmp_path):
+def _train_amp_recording_dtypes(tmp_path):
     seen = []
 
     class AmpTrainer(TinyTrainer):
@@ -138,9 +139,31 @@ def test_amp_on_cpu_uses_bfloat16_and_trains(tmp_path):
 
     trainer = train_tiny(tiny_cfg(str(tmp_path), **{"SOLVER.AMP.ENABLED": True, "SOLVER.MAX_ITER": 2}),
                          trainer_cls=AmpTrainer)
+    return trainer, seen
+
+
+def test_amp_on_cpu_uses_bfloat16_and_trains(tmp_path, monkeypatch):
+    monkeypatch.setattr("det_dcn.engine.trainer.native_bf16", lambda device: True)
+    trainer, seen = _train_amp_recording_dtypes(tmp_path)
     assert seen and all(d == torch.bfloat16 for d in seen)
-    assert trainer.grad_scaler is None
+    assert trainer.amp and trainer.grad_scaler is None
     assert all(torch.isfinite(v).all() for v in _weights(trainer).values())
+
+
+def test_amp_on_a_cpu_without_bfloat16_trains_in_float32_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr("det_dcn.engine.trainer.native_bf16", lambda device: False)
+    records = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = records.append  # the trainer's setup_logger may stop propagation to caplog's root handler
+    logging.getLogger("det_dcn.engine.trainer").addHandler(handler)
+    try:
+        trainer, seen = _train_amp_recording_dtypes(tmp_path)
+    finally:
+        logging.getLogger("det_dcn.engine.trainer").removeHandler(handler)
+    assert seen and all(d == torch.float32 for d in seen)
+    assert not trainer.amp
+    assert any("no bfloat16 instructions" in r.getMessage() and "training in float32" in r.getMessage()
+               for r in records)
 
 
 def test_gradient_clipping_by_value_limits_the_update(tmp_path):
