@@ -63,6 +63,7 @@ def test_recipe_trains_and_reports_voc_ap_on_a_labelimg_folder(tmp_path):
     cfg = get_cfg()
     cfg.merge_from_file(RECIPE)
     assert cfg.INPUT.COLOR_JITTER.ENABLED and cfg.INPUT.MIN_SIZE_TRAIN_SAMPLING == "range"
+    assert cfg.SOLVER.AMP.ENABLED and not cfg.INPUT.CROP.ENABLED
     assert cfg.MODEL.ROI_HEADS.NUM_CLASSES == 1
 
 
