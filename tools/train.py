@@ -39,7 +39,8 @@ def setup(args):
 
 
 def evaluate_checkpoint(cfg, resume: bool):
-    """--eval-only: MODEL.WEIGHTS (or, with --resume, OUTPUT_DIR/last_checkpoint) evaluated on DATASETS.TEST."""
+    """--eval-only: MODEL.WEIGHTS (or, with --resume, OUTPUT_DIR/last_checkpoint) evaluated on DATASETS.TEST (and
+    with test-time augmentation too when TEST.AUG.ENABLED)."""
     if len(cfg.DATASETS.TEST) == 0:
         raise ValueError("--eval-only needs at least one dataset in DATASETS.TEST")
     model = DefaultTrainer.build_model(cfg)
@@ -48,7 +49,7 @@ def evaluate_checkpoint(cfg, resume: bool):
         raise ValueError("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth (or --resume with a "
                          f"last_checkpoint in OUTPUT_DIR '{cfg.OUTPUT_DIR}')")
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
-    return DefaultTrainer.test(cfg, model)
+    return DefaultTrainer.evaluate(cfg, model)
 
 
 def main(args):

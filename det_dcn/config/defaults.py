@@ -266,6 +266,18 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # "coco" or "pascal_voc" (either rule on any dataset)
 _C.TEST.EVALUATOR = "auto"
 
+# Test-time augmentation (det_dcn/modeling/test_time_augmentation.py): evaluation also runs the model at every size
+# in MIN_SIZES (capped by MAX_SIZE), mirrored too with FLIP, and reports those merged detections as "bbox_TTA".
+_C.TEST.AUG = CN()
+_C.TEST.AUG.ENABLED = False
+_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
+_C.TEST.AUG.MAX_SIZE = 4000
+_C.TEST.AUG.FLIP = True
+# det_dcn's: "nms" (detectron2's merge) or "vote" (NMS, then each kept box the score-weighted mean of its class's boxes
+# overlapping it by >= VOTE_IOU_THRESH)
+_C.TEST.AUG.MERGE = "nms"
+_C.TEST.AUG.VOTE_IOU_THRESH = 0.7
+
 # ---------------------------------------------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------------------------------------------
@@ -359,11 +371,6 @@ _C.SOLVER.RESCALE_INTERVAL = False  # same
 _C.SOLVER.REFERENCE_WORLD_SIZE = 0  # automatic LR / batch scaling to the number of GPUs
 _C.TEST.EXPECTED_RESULTS = []
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
-_C.TEST.AUG = CN()  # test-time augmentation
-_C.TEST.AUG.ENABLED = False
-_C.TEST.AUG.MIN_SIZES = (400, 500, 600, 700, 800, 900, 1000, 1100, 1200)
-_C.TEST.AUG.MAX_SIZE = 4000
-_C.TEST.AUG.FLIP = True
 _C.TEST.PRECISE_BN = CN()  # precise BN statistics before evaluation
 _C.TEST.PRECISE_BN.ENABLED = False
 _C.TEST.PRECISE_BN.NUM_ITER = 200

@@ -49,7 +49,8 @@ class DefaultPredictor:
 
     ``predictor(image)`` takes an ``HxWx3`` uint8 BGR array (what ``cv2.imread`` returns), converts it to
     ``INPUT.FORMAT``, and returns ``{"boxes": [K, 4] float XYXY, "scores": [K], "classes": [K] int64}`` on the CPU,
-    with boxes in the given image's pixels. Resizing to ``INPUT.MIN_SIZE_TEST`` happens inside the model.
+    with boxes in the given image's pixels. Resizing to ``INPUT.MIN_SIZE_TEST`` happens inside the model; with
+    TEST.AUG.ENABLED the predictor runs the test-time augmentation of TEST.AUG instead (GeneralizedRCNNWithTTA).
 
     ``precision="bf16"`` runs the model under bfloat16 autocast with channels-last weights (where the device has
     bfloat16 instructions, else RuntimeError): convolutions and linear layers in bfloat16, the deformable ops, box
@@ -66,6 +67,11 @@ class DefaultPredictor:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         else:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialised model")
+        if cfg.TEST.AUG.ENABLED:
+            from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA
+
+            self.model = GeneralizedRCNNWithTTA.from_config(cfg, self.model).eval()
+            logger.info(f"Test-time augmentation: {self.model.describe()}")
         self.input_format = cfg.INPUT.FORMAT
         self.device = next(self.model.parameters()).device
         _check_precision(precision, self.device)

@@ -190,7 +190,7 @@ class DefaultTrainer(SimpleTrainer):
         if len(cfg.DATASETS.TEST) > 0:
 
             def evaluate() -> dict:
-                results = self.test(self.cfg, self.model_without_ddp)
+                results = self.evaluate(self.cfg, self.model_without_ddp)
                 self.model.train()  # evaluation switched the model to eval mode
                 return results
 
@@ -247,12 +247,14 @@ class DefaultTrainer(SimpleTrainer):
         return build_detection_test_loader(cfg, dataset_name)
 
     @classmethod
-    def build_evaluator(cls, cfg, dataset_name: str):
+    def build_evaluator(cls, cfg, dataset_name: str, output_folder: Optional[str] = None):
         """The evaluator TEST.EVALUATOR picks (COCO or Pascal VOC AP; "auto": by the dataset's metadata), writing
-        its files under OUTPUT_DIR/inference/<dataset_name>."""
+        its files under ``output_folder`` (default OUTPUT_DIR/inference/<dataset_name>)."""
         from det_dcn.evaluation import build_evaluator
 
-        return build_evaluator(cfg, dataset_name, output_dir=os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name))
+        if output_folder is None:
+            output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
+        return build_evaluator(cfg, dataset_name, output_dir=output_folder)
 
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators: Optional[list] = None) -> dict:
@@ -276,3 +278,26 @@ class DefaultTrainer(SimpleTrainer):
         if len(results) == 1:
             return next(iter(results.values()))
         return dict(results)
+
+    @classmethod
+    def test_with_TTA(cls, cfg, model: nn.Module) -> dict:
+        """Evaluate ``model`` with test-time augmentation (TEST.AUG: GeneralizedRCNNWithTTA) on DATASETS.TEST, as
+        detectron2 does: results keyed ``"bbox_TTA"`` (``"<dataset>_TTA"`` for several), files under
+        OUTPUT_DIR/inference_TTA/<dataset>."""
+        from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA
+
+        tta = GeneralizedRCNNWithTTA.from_config(cfg, model)
+        logger.info(f"Test-time augmentation: {tta.describe()}")
+        evaluators = [cls.build_evaluator(cfg, name, os.path.join(cfg.OUTPUT_DIR, "inference_TTA", name))
+                      for name in cfg.DATASETS.TEST]
+        results = cls.test(cfg, tta, evaluators)
+        return {f"{key}_TTA": value for key, value in results.items()}
+
+    @classmethod
+    def evaluate(cls, cfg, model: nn.Module) -> dict:
+        """What the end of training and ``--eval-only`` run: ``test``, and ``test_with_TTA`` too when
+        TEST.AUG.ENABLED (its results added beside the plain ones)."""
+        results = cls.test(cfg, model)
+        if cfg.TEST.AUG.ENABLED:
+            results = {**results, **cls.test_with_TTA(cfg, model)}
+        return results

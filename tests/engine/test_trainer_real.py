@@ -118,3 +118,27 @@ def test_predictor_rejects_bad_images(dataset, trained_weights, tmp_path):
         predictor(np.zeros((10, 10, 3), dtype=np.float32))
     with pytest.raises(TypeError, match="numpy"):
         predictor(torch.zeros(10, 10, 3))
+
+
+def test_predictor_with_test_time_augmentation(dataset, trained_weights, tmp_path):
+    """TEST.AUG.ENABLED: the predictor runs GeneralizedRCNNWithTTA; one unmirrored pass at the model's own test size
+    gives the plain predictor's detections; mirrored passes at two sizes give boxes in the image, by score."""
+    plain_cfg = _cfg(str(tmp_path), **{"MODEL.WEIGHTS": trained_weights})
+    plain = DefaultPredictor(plain_cfg)
+    image = _val_image(dataset)
+    expected = plain(image)
+    same = DefaultPredictor(_cfg(str(tmp_path), **{
+        "MODEL.WEIGHTS": trained_weights, "TEST.AUG.ENABLED": True, "TEST.AUG.FLIP": False,
+        "TEST.AUG.MIN_SIZES": (plain_cfg.INPUT.MIN_SIZE_TEST,), "TEST.AUG.MAX_SIZE": plain_cfg.INPUT.MAX_SIZE_TEST}))
+    assert type(same.model).__name__ == "GeneralizedRCNNWithTTA"
+    out = same(image)
+    for key in ("boxes", "scores", "classes"):
+        torch.testing.assert_close(out[key], expected[key])
+    sizes = (plain_cfg.INPUT.MIN_SIZE_TEST - 16, plain_cfg.INPUT.MIN_SIZE_TEST + 16)
+    augmented = DefaultPredictor(_cfg(str(tmp_path), **{
+        "MODEL.WEIGHTS": trained_weights, "TEST.AUG.ENABLED": True, "TEST.AUG.MIN_SIZES": sizes,
+        "TEST.AUG.MERGE": "vote"}))(image)
+    h, w = image.shape[:2]
+    assert len(augmented["boxes"]) > 0
+    assert augmented["boxes"][:, 0::2].max() <= w and augmented["boxes"][:, 1::2].max() <= h
+    assert bool((augmented["scores"][1:] <= augmented["scores"][:-1]).all())

@@ -439,3 +439,29 @@ def test_slurm_train_sh_requeues_on_the_signal_and_the_requeued_job_resumes(trai
     resumed = _run_script([*script, "SOLVER.MAX_ITER", str(stopped_at + 2), "DATASETS.TEST", "()",
                            "OUTPUT_DIR", out], env)
     assert f"Resuming training at iteration {stopped_at + 1}" in resumed.stdout
+
+
+def test_eval_only_with_test_time_augmentation(trained):
+    """TEST.AUG.ENABLED adds the "bbox_TTA" evaluation (files under inference_TTA/): one unmirrored pass at the
+    model's own test size reproduces the plain AP; four passes (two sizes, mirrored) are evaluated too."""
+    folder, out, _ = trained
+    weights = os.path.join(out, "model_final.pth")
+    same = os.path.join(folder, "eval_tta_same")
+    proc = run_train(folder, "--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", same, "TEST.AUG.ENABLED", "True",
+                     "TEST.AUG.MIN_SIZES", "(64,)", "TEST.AUG.MAX_SIZE", "96", "TEST.AUG.FLIP", "False")
+    tables = proc.stdout.split("| AP | AP50 | AP75 | APs | APm | APl |")
+    assert len(tables) == 3  # the plain evaluation, then the augmented one
+    plain_ap, tta_ap = (float(t.splitlines()[2].strip("| ").split(" | ")[0]) for t in tables[1:])
+    assert tta_ap == pytest.approx(plain_ap, abs=1e-3)
+    assert os.path.isdir(os.path.join(same, "inference_TTA", "shapes_val"))
+    assert "1 passes per image" in _log(same)
+    four = os.path.join(folder, "eval_tta_four")
+    proc = run_train(folder, "--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", four, "TEST.AUG.ENABLED", "True",
+                     "TEST.AUG.MIN_SIZES", "(48, 80)", "TEST.AUG.MAX_SIZE", "120", "TEST.AUG.MERGE", "vote")
+    assert proc.stdout.count("| AP | AP50 | AP75 | APs | APm | APl |") == 2
+    assert "4 passes per image" in _log(four) and "box voting" in _log(four)
+
+
+def _log(output_dir):
+    with open(os.path.join(output_dir, "log.txt"), encoding="utf-8") as f:
+        return f.read()
