@@ -127,11 +127,19 @@ class FastRCNNOutputLayers(nn.Module):
         score, in the coordinates of the (resized) input image.
         """
         scores_all, deltas_all = predictions
+        return self.inference_from_probs(F.softmax(scores_all.float(), dim=-1), deltas_all, proposal_boxes,
+                                         image_sizes)
+
+    def inference_from_probs(
+        self, probs: Tensor, deltas: Tensor, proposal_boxes: List[Tensor], image_sizes: List[Tuple[int, int]]
+    ) -> List[Dict[str, Tensor]]:
+        """``inference`` from class probabilities ``[R, K + 1]`` (e.g. Cascade R-CNN's mean over its stages)."""
         counts = [b.shape[0] for b in proposal_boxes]
-        probs = F.softmax(scores_all.float(), dim=-1).split(counts)
-        deltas = deltas_all.float().split(counts)
+        probs_per_image = probs.float().split(counts)
+        deltas_per_image = deltas.float().split(counts)
         return [
-            self._inference_single(p, d, b, size) for p, d, b, size in zip(probs, deltas, proposal_boxes, image_sizes)
+            self._inference_single(p, d, b, size)
+            for p, d, b, size in zip(probs_per_image, deltas_per_image, proposal_boxes, image_sizes)
         ]
 
     def _inference_single(

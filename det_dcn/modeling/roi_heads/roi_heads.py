@@ -57,7 +57,9 @@ class StandardROIHeads(nn.Module):
         self.proposal_append_gt = proposal_append_gt
 
     @classmethod
-    def from_config(cls, cfg, input_shape: Dict) -> "StandardROIHeads":
+    def shared_config(cls, cfg, input_shape: Dict) -> Tuple[Dict, Tuple[int, int, int]]:
+        """What every box-head layout takes from the config (features, pooler, sampling) as constructor keywords,
+        and the pooled RoI feature shape (C, R, R) its box heads are built for."""
         rh, head = cfg.MODEL.ROI_HEADS, cfg.MODEL.ROI_BOX_HEAD
         if rh.NUM_CLASSES < 1:
             raise ValueError(f"MODEL.ROI_HEADS.NUM_CLASSES must be >= 1 (foreground classes), got {rh.NUM_CLASSES}")
@@ -65,18 +67,26 @@ class StandardROIHeads(nn.Module):
         if head.POOLER_RESOLUTION < 1:
             raise ValueError(f"MODEL.ROI_BOX_HEAD.POOLER_RESOLUTION must be >= 1, got {head.POOLER_RESOLUTION}")
         pooler = build_roi_pooler(cfg, shapes, head.POOLER_RESOLUTION, head.POOLER_TYPE, head.POOLER_SAMPLING_RATIO)
-        box_head = build_box_head(cfg, (shapes[0].channels, head.POOLER_RESOLUTION, head.POOLER_RESOLUTION))
-        predictor = FastRCNNOutputLayers.from_config(cfg, box_head.output_size)
-        return cls(
+        kwargs = dict(
             box_in_features=rh.IN_FEATURES,
             box_pooler=pooler,
-            box_head=box_head,
-            box_predictor=predictor,
             num_classes=rh.NUM_CLASSES,
             batch_size_per_image=rh.BATCH_SIZE_PER_IMAGE,
             positive_fraction=rh.POSITIVE_FRACTION,
-            proposal_matcher=Matcher(rh.IOU_THRESHOLDS, rh.IOU_LABELS, allow_low_quality_matches=False),
             proposal_append_gt=rh.PROPOSAL_APPEND_GT,
+        )
+        return kwargs, (shapes[0].channels, head.POOLER_RESOLUTION, head.POOLER_RESOLUTION)
+
+    @classmethod
+    def from_config(cls, cfg, input_shape: Dict) -> "StandardROIHeads":
+        kwargs, pooled_shape = cls.shared_config(cfg, input_shape)
+        box_head = build_box_head(cfg, pooled_shape)
+        rh = cfg.MODEL.ROI_HEADS
+        return cls(
+            box_head=box_head,
+            box_predictor=FastRCNNOutputLayers.from_config(cfg, box_head.output_size),
+            proposal_matcher=Matcher(rh.IOU_THRESHOLDS, rh.IOU_LABELS, allow_low_quality_matches=False),
+            **kwargs,
         )
 
     @torch.no_grad()
@@ -92,21 +102,27 @@ class StandardROIHeads(nn.Module):
         for props, gtb, gtc in zip(proposal_boxes, gt_boxes, gt_classes):
             if self.proposal_append_gt and len(gtb) > 0:
                 props = torch.cat([props, gtb.to(props.dtype)])
-            matched_idx, match_labels = self.proposal_matcher(pairwise_iou(gtb, props))
-            if len(gtb) > 0:
-                classes = gtc[matched_idx].clone()
-                classes[match_labels == 0] = self.num_classes
-                classes[match_labels == -1] = -1
-            else:
-                classes = torch.full_like(matched_idx, self.num_classes)
-            pos, neg = subsample_labels(classes, self.batch_size_per_image, self.positive_fraction, self.num_classes)
+            labels = self.match_proposals(props, gtb, gtc, self.proposal_matcher)
+            pos, neg = subsample_labels(labels["gt_classes"], self.batch_size_per_image, self.positive_fraction,
+                                        self.num_classes)
             idx = torch.cat([pos, neg])
-            sampled.append({
-                "proposal_boxes": props[idx],
-                "gt_classes": classes[idx],
-                "gt_boxes": gtb[matched_idx[idx]] if len(gtb) > 0 else torch.zeros_like(props[idx]),
-            })
+            sampled.append({key: value[idx] for key, value in labels.items()})
         return sampled
+
+    def match_proposals(self, props: Tensor, gtb: Tensor, gtc: Tensor, matcher: Matcher) -> Dict[str, Tensor]:
+        """One image's ``[P, 4]`` proposals labelled by ``matcher`` against its ``[G, 4]`` / ``[G]`` ground truth:
+        {"proposal_boxes" [P, 4], "gt_classes" [P] (K = background, -1 = ignored), "gt_boxes" [P, 4] (the
+        matched box; zeros when the image has none)}."""
+        matched_idx, match_labels = matcher(pairwise_iou(gtb, props))
+        if len(gtb) > 0:
+            classes = gtc[matched_idx].clone()
+            classes[match_labels == 0] = self.num_classes
+            classes[match_labels == -1] = -1
+            matched = gtb[matched_idx]
+        else:
+            classes = torch.full_like(matched_idx, self.num_classes)
+            matched = torch.zeros_like(props)
+        return {"proposal_boxes": props, "gt_classes": classes, "gt_boxes": matched}
 
     def _check_targets(self, gt_boxes: Optional[List[Tensor]], gt_classes: Optional[List[Tensor]]) -> None:
         if gt_boxes is None or gt_classes is None:
