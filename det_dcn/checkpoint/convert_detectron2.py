@@ -7,8 +7,9 @@
   (ResNet / ResNeXt, FPN, RPN head, box head and predictor, both with background last) are kept; the one difference
   is the deformable 3x3: detectron2's offset conv ``resN.B.conv2_offset`` sits beside ``conv2``, det_dcn's inside it
   (``conv2.conv_offset``, mmcv's layout; the same channel layout, modulated ``chunk(3)`` = x/y offsets, mask). C4
-  models (Res5ROIHeads: res5 in ``roi_heads.res5.*``) are refused, as det_dcn has no Res5ROIHeads. Heads det_dcn
-  does not have (mask, keypoint, cascade stages) and the non-weight ``pixel_mean`` / ``pixel_std`` are returned as
+  models (Res5ROIHeads: res5 in ``roi_heads.res5.*``) are refused, as det_dcn has no Res5ROIHeads. Cascade
+  R-CNN's stages (``roi_heads.box_head.<k>``, ``roi_heads.box_predictor.<k>``) are CascadeROIHeads' names. Heads
+  det_dcn does not have (mask, keypoint) and the non-weight ``pixel_mean`` / ``pixel_std`` are returned as
   unmatched.
 - ``convert_detectron2_c2``: the MSRA / FAIR Caffe2-format ImageNet backbones detectron2 configs start from
   (``ImageNetPretrained/MSRA/R-50.pkl``, ``FAIR/X-101-32x8d.pkl``): ``conv1_w``, ``res_conv1_bn_s``,

@@ -14,7 +14,9 @@ from det_dcn.modeling import build_model
 HERE = os.path.dirname(os.path.abspath(__file__))
 D2 = os.path.join(HERE, "detectron2_configs")
 FASTER_RCNN = sorted(glob.glob(os.path.join(D2, "COCO-Detection", "faster_rcnn_*.yaml")))
-BUILDABLE = [f for f in FASTER_RCNN if "_C4_" not in f] + [os.path.join(D2, "Misc", "mask_rcnn_R_50_FPN_1x_dconv_c3-c5.yaml")]
+CASCADE = os.path.join(D2, "Misc", "cascade_mask_rcnn_R_50_FPN_1x.yaml")
+BUILDABLE = [f for f in FASTER_RCNN if "_C4_" not in f] + [CASCADE, os.path.join(D2, "Misc",
+                                                                                "mask_rcnn_R_50_FPN_1x_dconv_c3-c5.yaml")]
 # Narrow the widths so a CPU builds and runs each in about a second; the structure (depth, groups, dilation, DCN,
 # FPN or not, heads) stays the config's.
 NARROW = ["MODEL.DEVICE", "cpu", "MODEL.RESNETS.STEM_OUT_CHANNELS", 16, "MODEL.RESNETS.RES2_OUT_CHANNELS", 64,
@@ -40,7 +42,7 @@ def test_the_copies_cover_every_family():
         assert f"COCO-Detection/faster_rcnn_{n}.yaml" in names
 
 
-@pytest.mark.parametrize("path", FASTER_RCNN + BUILDABLE[-1:], ids=_name)
+@pytest.mark.parametrize("path", FASTER_RCNN + BUILDABLE[-2:], ids=_name)
 def test_loads_unchanged_with_detectron2_meaning(path):
     cfg = _load(path)
     assert cfg.MODEL.WEIGHTS.startswith("detectron2://ImageNetPretrained/")
@@ -70,6 +72,9 @@ def test_builds_and_detects(path):
     assert len(body.res4) == (23 if "_101_" in path else 6)
     deform = [hasattr(getattr(body, s)[0].conv2, "conv_offset") for s in ("res2", "res3", "res4", "res5")]
     assert deform == ([False, True, True, True] if "dconv" in path else [False] * 4)
+    if path == CASCADE:  # three box stages, as detectron2 builds them from this file
+        assert type(model.roi_heads).__name__ == "CascadeROIHeads" and len(model.roi_heads.box_head) == 3
+        assert model.roi_heads.box_predictor[2].bbox_pred.out_features == 4
     image = torch.randint(0, 255, (3, 80, 100), dtype=torch.uint8)
     with torch.no_grad():
         out = model([{"image": image}])[0]
@@ -85,7 +90,7 @@ def test_mask_on_is_refused_at_build_time_naming_the_key():
 def test_c4_head_is_refused_naming_the_key_and_what_is_registered():
     cfg = _load(os.path.join(D2, "COCO-Detection", "faster_rcnn_R_50_C4_1x.yaml"), NARROW)
     with pytest.raises(ValueError, match=r"MODEL.ROI_HEADS.NAME='Res5ROIHeads' is not registered; registered: "
-                                         r"\['StandardROIHeads'\]"):
+                                         r"\['CascadeROIHeads', 'StandardROIHeads'\]"):
         build_model(cfg)
 
 

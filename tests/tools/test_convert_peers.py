@@ -94,6 +94,26 @@ def test_detectron2_model_zoo_pkl_with_dcn_and_mask_head(tmp_path, capsys):
                                peer["backbone.bottom_up.res4.2.conv2_offset.weight"])
 
 
+def test_detectron2_cascade_rcnn_checkpoint(tmp_path):
+    """detectron2's Cascade R-CNN (its Misc/cascade_mask_rcnn_R_50_FPN_1x.yaml, mask head off): the stages' box heads
+    and predictors (roi_heads.box_head.<k>.*, roi_heads.box_predictor.<k>.*) land on CascadeROIHeads' stages."""
+    config = os.path.join(D2_CONFIGS, "Misc", "cascade_mask_rcnn_R_50_FPN_1x.yaml")
+    model = build_model(_cfg(config, ["MODEL.MASK_ON", False]))
+    model_state = model.state_dict()
+    peer, expected = _fill(_detectron2_pairs(model_state), model_state)
+    assert {"roi_heads.box_head.2.fc2.weight", "roi_heads.box_predictor.1.bbox_pred.bias"} <= set(peer)
+    dropped = {"roi_heads.mask_head.mask_fcn1.weight": torch.zeros(8, 8, 3, 3)}
+    src = tmp_path / "cascade.pkl"
+    with open(src, "wb") as f:
+        pickle.dump({"model": {k: v.numpy() for k, v in {**peer, **dropped}.items()}}, f, protocol=2)
+    converted, unmatched = convert_detectron2(load_checkpoint_file(str(src))["model"])
+    _assert_lands(converted, expected, model_state)
+    assert unmatched == sorted(dropped)
+    model.load_state_dict(converted)
+    torch.testing.assert_close(model.roi_heads.box_predictor[2].bbox_pred.weight,
+                               peer["roi_heads.box_predictor.2.bbox_pred.weight"])
+
+
 def _narrow_config(tmp_path, base, extra=()):
     """A config file: ``base`` narrowed by NARROW (+ ``extra``), for the CLI's --config."""
     tree = {"_BASE_": base}
