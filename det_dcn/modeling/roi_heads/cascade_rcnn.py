@@ -92,7 +92,9 @@ class CascadeROIHeads(StandardROIHeads):
     def _refine(self, k: int, deltas: Tensor, boxes: List[Tensor], image_sizes) -> List[Tensor]:
         """Stage k's predicted boxes (detached, clipped to the image) per image: the next stage's RoIs."""
         predicted = self.box_predictor[k].predict_boxes(deltas.detach(), torch.cat(boxes))[:, 0]
-        return [clip_boxes(b, size) for b, size in zip(predicted.split([len(b) for b in boxes]), image_sizes)]
+        # one image (what export traces): no split, whose sizes would be data-dependent
+        per_image = [predicted] if len(boxes) == 1 else predicted.split([len(b) for b in boxes])
+        return [clip_boxes(b, size) for b, size in zip(per_image, image_sizes)]
 
     def forward(
         self,
