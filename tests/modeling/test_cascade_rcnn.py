@@ -154,9 +154,10 @@ def test_errors_name_the_keys():
                         num_classes=3, batch_size_per_image=16, positive_fraction=0.25)
 
 
-def test_whole_model_trains_and_detects():
-    cfg = tiny_cfg(f"{REPO}/configs/Base-RCNN-FPN.yaml", CASCADE + ["MODEL.RESNETS.DEPTH", 18,
-                                                                     "MODEL.BACKBONE.FREEZE_AT", 0])
+@pytest.mark.parametrize("config", ["Base-RCNN-FPN.yaml", "COCO-Detection/faster_rcnn_R_50_FPN_mdconv_c3-c5_mdpool_1x.yaml"])
+def test_whole_model_trains_and_detects(config):
+    """Plain, and with DCNv2 in the backbone and modulated deformable RoI pooling shared by the stages."""
+    cfg = tiny_cfg(f"{REPO}/configs/{config}", CASCADE + ["MODEL.RESNETS.DEPTH", 18, "MODEL.BACKBONE.FREEZE_AT", 0])
     torch.manual_seed(0)
     model = build_model(cfg)
     batch = synthetic_batch()
@@ -170,7 +171,7 @@ def test_whole_model_trains_and_detects():
         opt.zero_grad()
         total.backward()
         opt.step()
-    assert "loss_box_reg_stage2" in losses and float(total) < first
+    assert "loss_box_reg_stage2" in losses and float(total.detach()) < first
     model.eval()
     with torch.no_grad():
         out = model([{"image": batch[0]["image"]}])[0]
