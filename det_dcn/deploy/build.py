@@ -1,10 +1,13 @@
 """Export from a config: the model DefaultPredictor runs (MODEL.WEIGHTS loaded), on the CPU, to a file."""
 
+import logging
 import os
 
 from .export import DEFAULT_OPSET, export_onnx, export_program, save_program
 
 FORMATS = ("onnx", "torch_export")
+
+logger = logging.getLogger(__name__)
 
 
 def export_model(cfg, output: str, fmt: str = "onnx", opset_version: int = DEFAULT_OPSET):
@@ -25,6 +28,9 @@ def export_model(cfg, output: str, fmt: str = "onnx", opset_version: int = DEFAU
     cfg = cfg.clone()
     cfg.defrost()
     cfg.MODEL.DEVICE = "cpu"  # export traces on the CPU; the file runs wherever its runtime does
+    if cfg.TEST.AUG.ENABLED:
+        logger.warning("TEST.AUG.ENABLED: test-time augmentation is not exported; the file runs the model once, at "
+                       f"INPUT.MIN_SIZE_TEST {cfg.INPUT.MIN_SIZE_TEST} (as evaluation's plain 'bbox' result)")
     model = DefaultPredictor(cfg).model
     if fmt == "onnx":
         export_onnx(model, cfg, output, opset_version)

@@ -50,7 +50,8 @@ class DefaultPredictor:
     ``predictor(image)`` takes an ``HxWx3`` uint8 BGR array (what ``cv2.imread`` returns), converts it to
     ``INPUT.FORMAT``, and returns ``{"boxes": [K, 4] float XYXY, "scores": [K], "classes": [K] int64}`` on the CPU,
     with boxes in the given image's pixels. Resizing to ``INPUT.MIN_SIZE_TEST`` happens inside the model; with
-    TEST.AUG.ENABLED the predictor runs the test-time augmentation of TEST.AUG instead (GeneralizedRCNNWithTTA).
+    TEST.AUG.ENABLED a call runs the test-time augmentation of TEST.AUG instead (``runner``, a GeneralizedRCNNWithTTA
+    around ``model``; ``model`` stays the detector, which is what export and the offset tools use).
 
     ``precision="bf16"`` runs the model under bfloat16 autocast with channels-last weights (where the device has
     bfloat16 instructions, else RuntimeError): convolutions and linear layers in bfloat16, the deformable ops, box
@@ -67,11 +68,13 @@ class DefaultPredictor:
             DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
         else:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialised model")
+        # ``model`` stays the detector (what tools export and inspect); ``runner`` is what a call runs
+        self.runner = self.model
         if cfg.TEST.AUG.ENABLED:
             from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA
 
-            self.model = GeneralizedRCNNWithTTA.from_config(cfg, self.model).eval()
-            logger.info(f"Test-time augmentation: {self.model.describe()}")
+            self.runner = GeneralizedRCNNWithTTA.from_config(cfg, self.model).eval()
+            logger.info(f"Test-time augmentation: {self.runner.describe()}")
         self.input_format = cfg.INPUT.FORMAT
         self.device = next(self.model.parameters()).device
         _check_precision(precision, self.device)
@@ -92,6 +95,6 @@ class DefaultPredictor:
         image = original_image[:, :, ::-1] if self.input_format == "RGB" else original_image
         tensor = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1))).to(self.device)
         with torch.inference_mode(), precision_context(self.precision, self.device.type):
-            output = self.model([{"image": tensor, "height": height, "width": width}])[0]
+            output = self.runner([{"image": tensor, "height": height, "width": width}])[0]
         return {"boxes": output["boxes"].float().cpu(), "scores": output["scores"].float().cpu(),
                 "classes": output["classes"].cpu()}

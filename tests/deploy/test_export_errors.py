@@ -116,3 +116,17 @@ def test_onnx_predictor_names_a_bad_file(tmp_path):
 
     with pytest.raises(ValueError, match="bad.onnx"):
         OnnxPredictor(str(bad))
+
+
+def test_test_time_augmentation_is_not_exported_and_says_so(tmp_path, monkeypatch, caplog):
+    """TEST.AUG.ENABLED: export_model exports the detector itself (one pass), not DefaultPredictor's TTA runner,
+    and warns that the file runs one pass."""
+    import det_dcn.deploy.build as build
+
+    exported = []
+    monkeypatch.setattr(build, "export_onnx", lambda model, cfg, output, opset: exported.append(model))
+    cfg = variant_cfg("plain", ["TEST.AUG.ENABLED", True, "TEST.AUG.MIN_SIZES", (96, 128)])
+    with caplog.at_level("WARNING", logger="det_dcn.deploy.build"):
+        build.export_model(cfg, str(tmp_path / "model.onnx"))
+    assert [type(m).__name__ for m in exported] == ["GeneralizedRCNN"]
+    assert "test-time augmentation is not exported" in caplog.text

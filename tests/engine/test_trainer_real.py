@@ -130,7 +130,8 @@ def test_predictor_with_test_time_augmentation(dataset, trained_weights, tmp_pat
     same = DefaultPredictor(_cfg(str(tmp_path), **{
         "MODEL.WEIGHTS": trained_weights, "TEST.AUG.ENABLED": True, "TEST.AUG.FLIP": False,
         "TEST.AUG.MIN_SIZES": (plain_cfg.INPUT.MIN_SIZE_TEST,), "TEST.AUG.MAX_SIZE": plain_cfg.INPUT.MAX_SIZE_TEST}))
-    assert type(same.model).__name__ == "GeneralizedRCNNWithTTA"
+    assert type(same.runner).__name__ == "GeneralizedRCNNWithTTA" and same.runner.model is same.model
+    assert type(same.model).__name__ == "GeneralizedRCNN"  # what export and the offset tools take
     out = same(image)
     for key in ("boxes", "scores", "classes"):
         torch.testing.assert_close(out[key], expected[key])
