@@ -200,6 +200,17 @@ _C.INPUT.COLOR_JITTER.ENABLED = False
 _C.INPUT.COLOR_JITTER.BRIGHTNESS = [0.8, 1.2]
 _C.INPUT.COLOR_JITTER.CONTRAST = [0.8, 1.2]
 _C.INPUT.COLOR_JITTER.SATURATION = [0.8, 1.2]
+# Augmentations that combine training images (det_dcn/data/mixing.py; det_dcn's keys, off by default), applied to
+# images that went through the augmentations above. Mosaic (YOLOv4): with probability PROB, four images at half
+# scale around a random centre of a canvas the first image's size. MixUp (Zhang et al. 2019): with probability
+# PROB, blended with another image, lam * a + (1 - lam) * b with lam ~ Beta(ALPHA, ALPHA), the boxes of both kept.
+_C.INPUT.MOSAIC = CN()
+_C.INPUT.MOSAIC.ENABLED = False
+_C.INPUT.MOSAIC.PROB = 0.5
+_C.INPUT.MIXUP = CN()
+_C.INPUT.MIXUP.ENABLED = False
+_C.INPUT.MIXUP.PROB = 0.5
+_C.INPUT.MIXUP.ALPHA = 1.5
 
 # ---------------------------------------------------------------------------------------------------------------
 # Data

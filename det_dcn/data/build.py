@@ -12,6 +12,7 @@ from .catalog import DatasetCatalog, MetadataCatalog
 from .coco import register_coco_from_cfg
 from .detection_utils import UNREADABLE_KEY, BadDataError, check_image_file, has_usable_annotation
 from .mapper import DatasetMapper
+from .mixing import build_mixing
 from .voc import register_voc_from_cfg
 from .samplers import InferenceSampler, aspect_ratio_group_ids, resolve_seed
 from .train_batches import TrainBatchDataset, TrainDataLoader
@@ -69,6 +70,7 @@ def build_detection_train_loader(cfg, mapper: Optional[DatasetMapper] = None, st
         dataset_dicts = get_detection_dataset_dicts(cfg.DATASETS.TRAIN, cfg.DATALOADER.FILTER_EMPTY_ANNOTATIONS)
     if mapper is None:
         mapper = DatasetMapper.from_config(cfg, is_train=True)
+    mapper = build_mixing(cfg, mapper, dataset_dicts)  # INPUT.MOSAIC / INPUT.MIXUP; the mapper itself when off
     if cfg.DATALOADER.SAMPLER_TRAIN != "TrainingSampler":
         raise ValueError(f"DATALOADER.SAMPLER_TRAIN: only 'TrainingSampler' is available, got "
                          f"{cfg.DATALOADER.SAMPLER_TRAIN!r}")
