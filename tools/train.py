@@ -20,7 +20,7 @@ import sys
 
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.config import ConfigError, get_cfg
-from det_dcn.engine import DefaultTrainer, default_argument_parser, default_setup, launch
+from det_dcn.engine import DefaultTrainer, default_argument_parser, default_setup, launch, use_ema_weights
 from det_dcn.engine.train_loop import is_disk_full
 
 logger = logging.getLogger("det_dcn.tools.train")
@@ -40,7 +40,7 @@ def setup(args):
 
 def evaluate_checkpoint(cfg, resume: bool):
     """--eval-only: MODEL.WEIGHTS (or, with --resume, OUTPUT_DIR/last_checkpoint) evaluated on DATASETS.TEST (and
-    with test-time augmentation too when TEST.AUG.ENABLED)."""
+    with test-time augmentation too when TEST.AUG.ENABLED); its averaged weights with MODEL_EMA (use_ema_weights)."""
     if len(cfg.DATASETS.TEST) == 0:
         raise ValueError("--eval-only needs at least one dataset in DATASETS.TEST")
     model = DefaultTrainer.build_model(cfg)
@@ -48,7 +48,7 @@ def evaluate_checkpoint(cfg, resume: bool):
     if not cfg.MODEL.WEIGHTS and not (resume and checkpointer.has_checkpoint()):
         raise ValueError("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth (or --resume with a "
                          f"last_checkpoint in OUTPUT_DIR '{cfg.OUTPUT_DIR}')")
-    checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume)
+    checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume, ema=use_ema_weights(cfg))
     return DefaultTrainer.evaluate(cfg, model)
 
 

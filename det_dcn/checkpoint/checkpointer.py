@@ -1,7 +1,8 @@
 """DetectionCheckpointer: atomic training checkpoints, resume, and tolerant loading of model weights.
 
 A checkpoint file is ``{"model": state_dict, "optimizer": ..., "scheduler": ..., "grad_scaler": ...,
-"iteration": int, ...}``. Files are written to a temporary name in the same folder and renamed with ``os.replace``,
+"iteration": int, ...}``, with ``"model_ema": {"weights": state_dict, "num_updates": int}`` when trained with
+MODEL_EMA (det_dcn/engine/model_ema.py; ``load(..., ema=True)`` loads those weights instead of "model"). Files are written to a temporary name in the same folder and renamed with ``os.replace``,
 so a crash or kill during a save leaves either the previous file or the new one, never half a file; the
 ``last_checkpoint`` tag (a one-line text file naming the newest checkpoint) is updated the same way, after the
 checkpoint itself is complete. Only the main process writes.
@@ -32,6 +33,7 @@ from det_dcn.utils.atomic_io import atomic_torch_save, atomic_write_text
 from .convert_common import foreign_weights_message
 
 LAST_CHECKPOINT_TAG = "last_checkpoint"
+EMA_KEY = "model_ema"  # the trainer's EMAHook state: averaged weights beside the raw ones
 _PERIODIC_NAME = re.compile(r"^(.+)_(\d{7})\.pth$")  # model_0004999.pth
 
 
@@ -91,14 +93,23 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return model
 
 
-def _extract_model_state(checkpoint: Any, path: str) -> Dict[str, torch.Tensor]:
-    """The model state dict inside a loaded file: ``{"model": sd, ...}`` or a plain ``sd``."""
+def _extract_model_state(checkpoint: Any, path: str, ema: bool = False) -> Dict[str, torch.Tensor]:
+    """The model state dict inside a loaded file: ``{"model": sd, ...}`` or a plain ``sd``; with ``ema`` the
+    averaged weights (``{"model_ema": {"weights": sd, ...}, ...}``)."""
     if not isinstance(checkpoint, dict):
         raise ValueError(
             f"Checkpoint '{path}' holds a {type(checkpoint).__name__}; expected a dict "
             f"(a det_dcn checkpoint {{'model': state_dict, ...}} or a plain state dict)"
         )
-    if "model" in checkpoint:
+    if ema:
+        entry = checkpoint.get(EMA_KEY)
+        if not isinstance(entry, dict) or not isinstance(entry.get("weights"), dict):
+            raise ValueError(
+                f"Checkpoint '{path}' has no averaged weights ('{EMA_KEY}'): it was not trained with "
+                f"MODEL_EMA.ENABLED. To use its own weights set MODEL_EMA.ENABLED False and "
+                f"MODEL_EMA.USE_EMA_WEIGHTS_FOR_EVAL_ONLY False.")
+        state = entry["weights"]
+    elif "model" in checkpoint:
         state = checkpoint["model"]
     elif "state_dict" in checkpoint and isinstance(checkpoint["state_dict"], dict):
         state = checkpoint["state_dict"]
@@ -239,13 +250,14 @@ class DetectionCheckpointer:
                          f"'{os.path.join(self.save_dir, LAST_CHECKPOINT_TAG)}' to start from MODEL.WEIGHTS instead")
 
     # ----------------------------------------------------------------------------------------------- loading
-    def resume_or_load(self, path: str, *, resume: bool = True) -> Dict[str, Any]:
+    def resume_or_load(self, path: str, *, resume: bool = True, ema: bool = False) -> Dict[str, Any]:
         """Resume from ``last_checkpoint`` (model and all checkpointables) when ``resume`` and one exists; else
         load only the model weights from ``path`` ("" = nothing). Returns the checkpoint's other entries
-        (e.g. ``iteration``), {} when nothing was loaded. Resuming restores the trainer too (``trainer=``)."""
+        (e.g. ``iteration``), {} when nothing was loaded. Resuming restores the trainer too (``trainer=``).
+        ``ema``: the model gets the file's averaged weights (for inference; see ``load``)."""
         if resume and self.has_checkpoint():
             path, checkpoint = self._read_newest_loadable()
-            remaining = self._apply(checkpoint, path, None)
+            remaining = self._apply(checkpoint, path, None, ema)
             if self.trainer is not None:
                 try:
                     self.trainer.load_state_dict(remaining)
@@ -256,13 +268,15 @@ class DetectionCheckpointer:
             self.logger.info(f"No checkpoint to resume from in '{self.save_dir}'; starting from MODEL.WEIGHTS")
         if not path:
             return {}
-        return self.load(path, checkpointables=[])
+        return self.load(path, checkpointables=[], ema=ema)
 
-    def load(self, path: str, checkpointables: Optional[List[str]] = None) -> Dict[str, Any]:
+    def load(self, path: str, checkpointables: Optional[List[str]] = None, ema: bool = False) -> Dict[str, Any]:
         """Load model weights (tolerantly, see the module docstring) and the named checkpointables from ``path``.
 
         Args:
             checkpointables: names to restore; None = all that are in the file (resume), [] = model only.
+            ema: load the averaged weights (``"model_ema"``, MODEL_EMA) into the model instead of ``"model"``;
+                ValueError naming the file when it has none.
         Returns the file's entries that were not consumed (e.g. ``iteration``); the load report is in
         ``self.last_load_report``.
         """
@@ -271,11 +285,13 @@ class DetectionCheckpointer:
         foreign = foreign_weights_message(path)
         if foreign:
             raise ValueError(foreign)
-        return self._apply(read_checkpoint(path), path, checkpointables)
+        return self._apply(read_checkpoint(path), path, checkpointables, ema)
 
-    def _apply(self, checkpoint: Any, path: str, checkpointables: Optional[List[str]]) -> Dict[str, Any]:
-        self.logger.info(f"Loading checkpoint from {path}")
-        self.last_load_report = self._load_model(_extract_model_state(checkpoint, path), path)
+    def _apply(self, checkpoint: Any, path: str, checkpointables: Optional[List[str]],
+               ema: bool = False) -> Dict[str, Any]:
+        what = "the averaged weights (MODEL_EMA) of checkpoint" if ema else "checkpoint from"
+        self.logger.info(f"Loading {what} {path}")
+        self.last_load_report = self._load_model(_extract_model_state(checkpoint, path, ema), path)
         if not isinstance(checkpoint, dict) or "model" not in checkpoint:
             return {}
         remaining = {k: v for k, v in checkpoint.items() if k != "model"}

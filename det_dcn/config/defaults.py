@@ -267,6 +267,18 @@ _C.SOLVER.AMP = CN()
 # fp16 with a gradient scaler on CUDA, bfloat16 autocast on CPU.
 _C.SOLVER.AMP.ENABLED = False
 
+# Exponential moving average of the weights (det_dcn/engine/model_ema.py), d2go's keys: after every step the average
+# moves by (1 - decay) towards the weights; decay = DECAY, or min(DECAY, (1 + n) / (DECAY_WARM_UP_FACTOR + n)) after
+# n updates when the factor is >= 0. With ENABLED the trainer evaluates the average and checkpoints keep it
+# ("model_ema"); loading for inference (--eval-only, demo, export) takes it when ENABLED or
+# USE_EMA_WEIGHTS_FOR_EVAL_ONLY. DEVICE: where the average lives ("" = the model's device).
+_C.MODEL_EMA = CN()
+_C.MODEL_EMA.ENABLED = False
+_C.MODEL_EMA.DECAY = 0.999
+_C.MODEL_EMA.DECAY_WARM_UP_FACTOR = -1.0
+_C.MODEL_EMA.DEVICE = ""
+_C.MODEL_EMA.USE_EMA_WEIGHTS_FOR_EVAL_ONLY = False
+
 # ---------------------------------------------------------------------------------------------------------------
 # Test
 # ---------------------------------------------------------------------------------------------------------------

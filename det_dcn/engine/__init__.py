@@ -3,6 +3,7 @@
 from .defaults import default_argument_parser, default_setup
 from .hooks import (
     CallbackHook,
+    EMAHook,
     EvalHook,
     IterationTimer,
     LRScheduler,
@@ -10,6 +11,7 @@ from .hooks import (
     PeriodicWriter,
 )
 from .launch import launch
+from .model_ema import ModelEMA, use_ema_weights
 from .predictor import DefaultPredictor
 from .preemption import EXIT_STOPPED, TrainingStopped
 from .train_loop import HookBase, NonFiniteLossError, SimpleTrainer, TrainerBase
@@ -26,6 +28,9 @@ __all__ = [
     "TrainerBase",
     "HookBase",
     "CallbackHook",
+    "EMAHook",
+    "ModelEMA",
+    "use_ema_weights",
     "EvalHook",
     "IterationTimer",
     "LRScheduler",

@@ -1,7 +1,8 @@
 """The hooks DefaultTrainer registers, in this order (see HookBase for when each method runs):
 
 IterationTimer (time per iteration; total training time and s/iter at the end) -> LRScheduler (records lr, steps
-the schedule, owns its state) -> PeriodicCheckpointer (saves every CHECKPOINT_PERIOD iterations, at the end and when
+the schedule, owns its state) -> EMAHook (with MODEL_EMA: updates the averaged weights, owns them) ->
+PeriodicCheckpointer (saves every CHECKPOINT_PERIOD iterations, at the end and when
 a stop signal arrived; keeps the newest CHECKPOINT_MAX_KEEP) -> EvalHook (every EVAL_PERIOD iterations and after the
 last one) -> PeriodicWriter (console / metrics.json / TensorBoard every LOG_PERIOD).
 The checkpoint is written before the evaluation so a crash during evaluation loses no training. Hooks that run on
@@ -18,9 +19,11 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 
 from det_dcn.checkpoint import DetectionCheckpointer
+from det_dcn.checkpoint.checkpointer import EMA_KEY
 from det_dcn.utils import comm
 from det_dcn.utils.events import EventWriter
 
+from .model_ema import ModelEMA
 from .preemption import EXIT_STOPPED, resume_command
 from .train_loop import HookBase
 
@@ -89,6 +92,32 @@ class LRScheduler(HookBase):
 
     def load_state_dict(self, state: dict) -> None:
         self.scheduler.load_state_dict(state)
+
+
+class EMAHook(HookBase):
+    """Updates a ModelEMA after every step (before the checkpointer saves it); its state is the checkpoint's
+    ``"model_ema"`` entry. The average starts from the model's weights when training starts, unless resuming
+    restored it."""
+
+    def __init__(self, ema: ModelEMA, model: torch.nn.Module):
+        self.ema, self.model = ema, model
+
+    @property
+    def checkpoint_key(self) -> str:
+        return EMA_KEY
+
+    def before_train(self) -> None:
+        if not self.ema.weights:
+            self.ema.init_from(self.model)
+
+    def after_step(self) -> None:
+        self.ema.update(self.model)
+
+    def state_dict(self) -> dict:
+        return self.ema.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        self.ema.load_state_dict(state)
 
 
 class PeriodicCheckpointer(HookBase):

@@ -9,6 +9,8 @@ import torch
 
 from det_dcn.checkpoint import DetectionCheckpointer
 
+from .model_ema import use_ema_weights
+
 logger = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "bf16")
@@ -45,7 +47,8 @@ def _check_precision(precision: str, device: torch.device) -> None:
 
 
 class DefaultPredictor:
-    """Builds the model from ``cfg``, loads ``MODEL.WEIGHTS`` and runs it in eval mode on single images.
+    """Builds the model from ``cfg``, loads ``MODEL.WEIGHTS`` (its averaged weights with MODEL_EMA, see
+    ``use_ema_weights``) and runs it in eval mode on single images.
 
     ``predictor(image)`` takes an ``HxWx3`` uint8 BGR array (what ``cv2.imread`` returns), converts it to
     ``INPUT.FORMAT``, and returns ``{"boxes": [K, 4] float XYXY, "scores": [K], "classes": [K] int64}`` on the CPU,
@@ -65,7 +68,7 @@ class DefaultPredictor:
         self.model = build_model(self.cfg)
         self.model.eval()
         if cfg.MODEL.WEIGHTS:
-            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS)
+            DetectionCheckpointer(self.model).load(cfg.MODEL.WEIGHTS, ema=use_ema_weights(cfg))
         else:
             logger.warning("MODEL.WEIGHTS is empty: the predictor runs a randomly initialised model")
         # ``model`` stays the detector (what tools export and inspect); ``runner`` is what a call runs

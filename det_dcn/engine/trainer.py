@@ -35,6 +35,7 @@ from det_dcn.utils.logger import setup_logger
 from det_dcn.utils.seeding import seed_from_cfg
 
 from . import hooks
+from .model_ema import ModelEMA
 from .predictor import native_bf16
 from .train_loop import NonFiniteLossError, SimpleTrainer
 
@@ -120,6 +121,8 @@ class DefaultTrainer(SimpleTrainer):
         self.start_iter = 0
         self.max_iter = cfg.SOLVER.MAX_ITER
         self._eval_hook: Optional[hooks.EvalHook] = None
+        # MODEL_EMA: the averaged weights, updated by EMAHook and evaluated instead of the raw ones
+        self.model_ema: Optional[ModelEMA] = ModelEMA.from_config(cfg) if cfg.MODEL_EMA.ENABLED else None
         self.register_hooks(self.build_hooks())
 
     # ------------------------------------------------------------------------------------------ resume / load
@@ -179,18 +182,24 @@ class DefaultTrainer(SimpleTrainer):
             raise NonFiniteLossError(f"{e} {where}") from None
 
     # ---------------------------------------------------------------------------------------------- builders
-    def build_hooks(self) -> List[hooks.HookBase]:
+    def build_hooks(self) -> List[Optional[hooks.HookBase]]:
         cfg = self.cfg
-        result: List[hooks.HookBase] = [
+        result: List[Optional[hooks.HookBase]] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
+            hooks.EMAHook(self.model_ema, self.model_without_ddp) if self.model_ema is not None else None,
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter,
                                        max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_KEEP),
         ]
         if len(cfg.DATASETS.TEST) > 0:
 
             def evaluate() -> dict:
-                results = self.evaluate(self.cfg, self.model_without_ddp)
+                if self.model_ema is None:
+                    results = self.evaluate(self.cfg, self.model_without_ddp)
+                else:
+                    logger.info("Evaluating the averaged weights (MODEL_EMA)")
+                    with self.model_ema.applied_to(self.model_without_ddp):
+                        results = self.evaluate(self.cfg, self.model_without_ddp)
                 self.model.train()  # evaluation switched the model to eval mode
                 return results
 

@@ -465,3 +465,25 @@ def test_eval_only_with_test_time_augmentation(trained):
 def _log(output_dir):
     with open(os.path.join(output_dir, "log.txt"), encoding="utf-8") as f:
         return f.read()
+
+
+def test_model_ema_trains_evaluates_the_average_and_eval_only_reproduces_it(trained):
+    """MODEL_EMA.ENABLED: the final evaluation is of the averaged weights, which --eval-only with the same keys
+    loads back (same AP); a checkpoint trained without it is refused by name."""
+    folder, plain_out, _ = trained
+    out = os.path.join(folder, "ema")
+    keys = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.5"]
+    proc = run_train(folder, "OUTPUT_DIR", out, *keys)
+    assert "Evaluating the averaged weights (MODEL_EMA)" in proc.stdout + _log(out)
+    final = [r for r in _records(out) if "bbox/AP" in r][0]
+    ckpt = torch.load(os.path.join(out, "model_final.pth"), weights_only=True)
+    assert ckpt["model_ema"]["num_updates"] == 4
+    again = run_train(folder, "--eval-only", "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
+                      "OUTPUT_DIR", os.path.join(folder, "ema_eval"), *keys)
+    row = again.stdout.split("| AP | AP50 | AP75 | APs | APm | APl |")[1].splitlines()[2]
+    assert float(row.strip("| ").split(" | ")[0]) == pytest.approx(final["bbox/AP"], abs=1e-3)
+    assert "averaged weights (MODEL_EMA) of checkpoint" in _log(os.path.join(folder, "ema_eval"))
+    refused = run_train(folder, "--eval-only", "MODEL.WEIGHTS", os.path.join(plain_out, "model_final.pth"),
+                        "OUTPUT_DIR", os.path.join(folder, "ema_refused"), *keys, check=False)
+    assert refused.returncode != 0
+    assert "has no averaged weights ('model_ema')" in refused.stderr
