@@ -100,7 +100,7 @@ def draw_label(
 def draw_detections(
     image: np.ndarray,
     boxes: np.ndarray,
-    scores: np.ndarray,
+    scores: Optional[np.ndarray],
     classes: np.ndarray,
     class_names: Optional[Sequence[str]] = None,
     scale: float = 1.0,
@@ -110,7 +110,7 @@ def draw_detections(
     Args:
         image: [H, W, 3] uint8 BGR.
         boxes: [K, 4] float XYXY in the pixels of the image the boxes refer to.
-        scores: [K] float in [0, 1].
+        scores: [K] float in [0, 1]; None for ground truth (labels without a score, drawn in the given order).
         classes: [K] int class ids.
         class_names: name per class id; missing names are shown as "class <i>".
         scale: multiply box coordinates by this first (e.g. the factor of :func:`upscale_for_display`).
@@ -120,8 +120,9 @@ def draw_detections(
     """
     out = check_image(image)
     boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4) * float(scale)
-    scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     classes = np.asarray(classes).reshape(-1).astype(np.int64)
+    with_scores = scores is not None
+    scores = np.asarray(scores if with_scores else np.ones(len(classes)), dtype=np.float64).reshape(-1)
     if not (len(boxes) == len(scores) == len(classes)):
         raise ValueError(
             f"boxes, scores and classes must have the same length, got {len(boxes)}, {len(scores)}, {len(classes)}"
@@ -132,7 +133,7 @@ def draw_detections(
         color = class_color(int(classes[i]))
         x1, y1, x2, y2 = (int(round(v)) for v in boxes[i])
         cv2.rectangle(out, (x1, y1), (x2, y2), color, box_thick, cv2.LINE_AA)
-        label = f"{class_name(classes[i], class_names)} {scores[i]:.2f}"
+        label = class_name(classes[i], class_names) + (f" {scores[i]:.2f}" if with_scores else "")
         draw_label(out, label, (x1, y1), color, font_scale, text_thick)
     return out
 

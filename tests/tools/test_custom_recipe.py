@@ -4,7 +4,6 @@ its pretrained variant loads an ImageNet ResNet-18 converted by tools/convert_we
 
 import os
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,32 +12,12 @@ from det_dcn.config import get_cfg
 from det_dcn.engine import default_argument_parser
 
 from load_tool import load_tool
+from photo_folders import labelimg_folder
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 RECIPE = os.path.join(REPO, "configs", "custom", "faster_rcnn_raccoon.yaml")
 PRETRAINED = os.path.join(REPO, "configs", "custom", "faster_rcnn_raccoon_pretrained.yaml")
 RACCOON = os.environ.get("DET_DCN_RACCOON", os.path.join(REPO, "..", "shared", "datasets", "raccoon"))
-
-
-def _labelimg_folder(root, n=10, seed=0):
-    """n photos-to-be of 96 x 128 with one or two filled rectangles each, and LabelImg XMLs (1-based corners)."""
-    rng = np.random.default_rng(seed)
-    ann, img = root / "annotations", root / "images"
-    ann.mkdir(parents=True)
-    img.mkdir(parents=True)
-    for i in range(1, n + 1):
-        pic = rng.integers(0, 80, (96, 128, 3), dtype=np.uint8)
-        objects = ""
-        for _ in range(1 + i % 2):
-            x1, y1 = (int(v) for v in rng.integers(0, 50, 2))
-            x2, y2 = x1 + int(rng.integers(30, 70)), y1 + int(rng.integers(30, 45))
-            pic[y1:y2, x1:x2] = (40, 200, 240)
-            objects += (f"<object><name>box</name><difficult>0</difficult><bndbox><xmin>{x1 + 1}</xmin>"
-                        f"<ymin>{y1 + 1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax></bndbox></object>")
-        cv2.imwrite(str(img / f"pic-{i}.jpg"), pic)
-        (ann / f"pic-{i}.xml").write_text(f"<annotation><filename>pic-{i}.jpg</filename><size><width>128</width>"
-                                          f"<height>96</height><depth>3</depth></size>{objects}</annotation>")
-    return str(ann), str(img)
 
 
 def _train(config, *opts):
@@ -54,8 +33,8 @@ def _small(name, ann, img, out):
             "INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "128", "OUTPUT_DIR", out]
 
 
-def test_recipe_trains_and_reports_voc_ap_on_a_labelimg_folder(tmp_path):
-    ann, img = _labelimg_folder(tmp_path / "photos")
+def test_recipe_trains_and_reports_voc_ap_on_alabelimg_folder(tmp_path):
+    ann, img = labelimg_folder(tmp_path / "photos")
     results = _train(RECIPE, *_small("recipe_photos", ann, img, str(tmp_path / "out")))
     assert set(results) == {"bbox"} and {"AP", "AP50", "AP75"} <= set(results["bbox"])  # the VOC evaluator's keys
     assert all(np.isfinite(v) for v in results["bbox"].values())
@@ -89,7 +68,7 @@ def test_pretrained_variant_starts_from_converted_imagenet_weights(tmp_path, cap
     torch.testing.assert_close(bottom_up.stem.conv1.weight, resnet.conv1.weight, rtol=0, atol=0)
     torch.testing.assert_close(bottom_up.res5[1].conv2.weight, resnet.layer4[1].conv2.weight, rtol=0, atol=0)
 
-    ann, img = _labelimg_folder(tmp_path / "photos")
+    ann, img = labelimg_folder(tmp_path / "photos")
     results = _train(PRETRAINED, *_small("pretrained_photos", ann, img, str(tmp_path / "out")),
                      "MODEL.WEIGHTS", str(dst))
     assert np.isfinite(results["bbox"]["AP50"])
