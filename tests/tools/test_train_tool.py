@@ -472,7 +472,7 @@ def test_model_ema_trains_evaluates_the_average_and_eval_only_reproduces_it(trai
     loads back (same AP); a checkpoint trained without it is refused by name."""
     folder, plain_out, _ = trained
     out = os.path.join(folder, "ema")
-    keys = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.5"]
+    keys = ["MODEL_EMA.ENABLED", "True", "MODEL_EMA.DECAY", "0.5", "MODEL_EMA.DECAY_WARM_UP_FACTOR", "3"]
     proc = run_train(folder, "OUTPUT_DIR", out, *keys)
     assert "Evaluating the averaged weights (MODEL_EMA)" in proc.stdout + _log(out)
     final = [r for r in _records(out) if "bbox/AP" in r][0]
