@@ -25,7 +25,6 @@ from det_dcn.checkpoint.checkpointer import EMA_KEY
 from det_dcn.config import ConfigError
 
 
-
 class ModelEMA:
     """The averaged state of one model. ``update(model)`` after each step; ``applied_to(model)`` to run it.
 
