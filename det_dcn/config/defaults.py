@@ -289,6 +289,13 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # "coco" or "pascal_voc" (either rule on any dataset)
 _C.TEST.EVALUATOR = "auto"
 
+# Box voting (Gidaris & Komodakis 2015), Detectron's keys: after per-class NMS each detection's box becomes the
+# score-weighted mean of the boxes of its class (all above SCORE_THRESH_TEST, before NMS) that overlap it by >= VOTE_TH;
+# its score is kept (Detectron's SCORING_METHOD "ID", the only one det_dcn has). It costs one IoU matrix per image.
+_C.TEST.BBOX_VOTE = CN()
+_C.TEST.BBOX_VOTE.ENABLED = False
+_C.TEST.BBOX_VOTE.VOTE_TH = 0.8
+
 # Test-time augmentation (det_dcn/modeling/test_time_augmentation.py): evaluation also runs the model at every size
 # in MIN_SIZES (capped by MAX_SIZE), mirrored too with FLIP, and reports those merged detections as "bbox_TTA".
 _C.TEST.AUG = CN()

@@ -1,9 +1,11 @@
-"""Class-aware NMS that also traces (torch.export, torch.compile, ONNX export)."""
+"""Class-aware NMS and box voting, both of which also trace (torch.export, torch.compile, ONNX export)."""
 
 import torch
 from torch import Tensor
 from torchvision.ops import batched_nms as _tv_batched_nms
 from torchvision.ops import nms
+
+from .box_ops import pairwise_iou
 
 
 def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float) -> Tensor:
@@ -21,3 +23,16 @@ def batched_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: floa
     max_coordinate = torch.cat([boxes.reshape(-1), boxes.new_zeros(1)]).max()
     offsets = idxs.to(boxes.dtype) * (max_coordinate + 1)
     return nms(boxes + offsets[:, None], scores, iou_threshold)
+
+
+def vote_boxes(kept: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor, iou_thresh: float) -> Tensor:
+    """Box voting (Gidaris & Komodakis 2015; Detectron's TEST.BBOX_VOTE with its "ID" scoring): for each index in
+    ``kept`` (of ``boxes`` ``[N, 4]``, ``scores`` ``[N]``, ``classes`` ``[N]``), the score-weighted mean of the boxes
+    of the same class whose IoU with it is >= ``iou_thresh``, itself included. Returns ``[len(kept), 4]``.
+
+    No branch on the data: every kept box votes for itself, so no weight sum is zero, and zero kept boxes give
+    ``[0, 4]`` through the same arithmetic.
+    """
+    voters = (pairwise_iou(boxes[kept], boxes) >= iou_thresh) & (classes[kept][:, None] == classes[None, :])
+    weights = voters.to(scores.dtype) * scores[None, :]
+    return weights @ boxes / weights.sum(dim=1, keepdim=True)

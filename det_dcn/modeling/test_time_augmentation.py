@@ -1,9 +1,9 @@
 """Test-time augmentation: a detector run at several test sizes and mirrored, its detections merged.
 
 detectron2's ``GeneralizedRCNNWithTTA`` and config keys (TEST.AUG.MIN_SIZES / MAX_SIZE / FLIP), which merge by
-per-class NMS. det_dcn adds box voting (TEST.AUG.MERGE "vote", Detectron's TEST.BBOX_VOTE idea): each box NMS keeps
-is replaced by the score-weighted mean of the boxes of its class that overlap it by at least TEST.AUG.VOTE_IOU_THRESH,
-so that the augmentations average their localisation errors instead of one of them winning.
+per-class NMS. det_dcn adds box voting (TEST.AUG.MERGE "vote", ``nms.vote_boxes``): each box NMS keeps is
+replaced by the score-weighted mean of the boxes of its class that overlap it by at least TEST.AUG.VOTE_IOU_THRESH, so
+that the augmentations average their localisation errors instead of one of them winning.
 """
 
 import contextlib
@@ -12,8 +12,7 @@ from typing import Dict, List, Sequence
 import torch
 from torch import Tensor, nn
 
-from .box_ops import pairwise_iou
-from .nms import batched_nms
+from .nms import batched_nms, vote_boxes
 
 MERGE_MODES = ("nms", "vote")
 
@@ -32,17 +31,6 @@ def _test_size(model: nn.Module, min_size: int, max_size: int):
 def hflip_boxes(boxes: Tensor, width: int) -> Tensor:
     """``[N, 4]`` XYXY boxes of an image ``width`` pixels wide -> the same boxes in the mirrored image."""
     return torch.stack([width - boxes[:, 2], boxes[:, 1], width - boxes[:, 0], boxes[:, 3]], dim=1)
-
-
-def vote_boxes(kept: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor, iou_thresh: float) -> Tensor:
-    """Box voting: for each index in ``kept`` (of ``boxes`` ``[N, 4]``, ``scores`` ``[N]``, ``classes`` ``[N]``), the
-    score-weighted mean of the boxes of the same class whose IoU with it is >= ``iou_thresh`` (itself included).
-    Returns ``[len(kept), 4]``."""
-    if kept.numel() == 0:
-        return boxes[kept]
-    voters = (pairwise_iou(boxes[kept], boxes) >= iou_thresh) & (classes[kept][:, None] == classes[None, :])
-    weights = voters.to(scores.dtype) * scores[None, :]
-    return weights @ boxes / weights.sum(dim=1, keepdim=True)
 
 
 class GeneralizedRCNNWithTTA(nn.Module):

@@ -103,3 +103,37 @@ def test_inference_several_images_and_non_finite():
     assert [len(d["scores"]) for d in dets] == [1, 0, 1]
     assert all(torch.isfinite(d["boxes"]).all() for d in dets)
     assert math.isclose(dets[2]["scores"][0].item(), 0.9, rel_tol=1e-6)
+
+
+def test_inference_box_voting_by_hand():
+    """TEST.BBOX_VOTE: NMS as before, then each kept box the score-weighted mean of the candidates of its class (above
+    the score threshold, before NMS) that overlap it by >= VOTE_TH; scores and classes unchanged."""
+    rois = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 11], [0, 0, 10, 14], [0, 0, 10, 10.5], [30, 30, 40, 40]])
+    # IoU with RoI 0: RoI 1 10/11 = 0.91, RoI 2 10/14 = 0.71, RoI 3 10/10.5 = 0.95
+    scores = logits_for([[0.6, 0.1, 0.3], [0.3, 0.01, 0.69], [0.5, 0.01, 0.49], [0.02, 0.9, 0.08],
+                         [0.8, 0.01, 0.19]])
+    deltas = torch.zeros(5, 8)
+    (plain,) = predictor(test_nms_thresh=0.5).inference((scores, deltas), [rois], [(50, 50)])
+    (det,) = predictor(test_nms_thresh=0.5, test_vote_iou_thresh=0.8).inference((scores, deltas), [rois], [(50, 50)])
+    # NMS keeps RoI 3 for class 1 (0.9; RoI 0's 0.1 suppressed), RoIs 4 and 0 for class 0 (0.8, 0.6; RoIs 1 and 2
+    # suppressed by RoI 0)
+    torch.testing.assert_close(det["scores"], plain["scores"])
+    assert det["classes"].tolist() == plain["classes"].tolist() == [1, 0, 0]
+    torch.testing.assert_close(plain["boxes"], rois[[3, 4, 0]])
+    expected = torch.stack([
+        (0.9 * rois[3] + 0.1 * rois[0]) / 1.0,  # class 1: RoI 0's class-1 box votes (IoU 0.95)
+        rois[4],  # alone
+        (0.6 * rois[0] + 0.3 * rois[1]) / 0.9,  # class 0: RoI 1 votes; RoI 2 (IoU 0.71) and RoI 3 (0.02) do not
+    ])
+    torch.testing.assert_close(det["boxes"], expected)
+    with pytest.raises(ValueError, match="TEST.BBOX_VOTE.VOTE_TH"):
+        predictor(test_vote_iou_thresh=0.0)
+
+
+def test_box_voting_config_keys():
+    from det_dcn.config import get_cfg
+
+    cfg = get_cfg()
+    assert FastRCNNOutputLayers.from_config(cfg, 8).test_vote_iou_thresh is None
+    cfg.merge_from_list(["TEST.BBOX_VOTE.ENABLED", "True", "TEST.BBOX_VOTE.VOTE_TH", "0.7"])
+    assert FastRCNNOutputLayers.from_config(cfg, 8).test_vote_iou_thresh == 0.7

@@ -7,7 +7,8 @@ from torch import nn
 
 from det_dcn.config import get_cfg
 from det_dcn.config.compat import check_supported_parts
-from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA, hflip_boxes, vote_boxes
+from det_dcn.modeling.nms import vote_boxes
+from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA, hflip_boxes
 
 from heads_test_utils import TinyBackbone, single_thread, tiny_cfg  # noqa: F401
 from test_rcnn import tiny_model

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from ..box_coder import Box2BoxTransform
 from ..box_ops import clip_boxes, min_size_mask
-from ..nms import batched_nms
+from ..nms import batched_nms, vote_boxes
 from ..losses import BOX_REG_LOSS_TYPES, box_regression_loss
 
 
@@ -29,6 +29,7 @@ class FastRCNNOutputLayers(nn.Module):
         test_nms_thresh: float = 0.5,
         test_topk_per_image: int = 100,
         test_min_box_size: float = 0.0,
+        test_vote_iou_thresh: Optional[float] = None,
     ):
         super().__init__()
         if num_classes < 1:
@@ -37,6 +38,8 @@ class FastRCNNOutputLayers(nn.Module):
             raise ValueError(
                 f"MODEL.ROI_BOX_HEAD.BBOX_REG_LOSS_TYPE must be one of {BOX_REG_LOSS_TYPES}, got '{box_reg_loss_type}'"
             )
+        if test_vote_iou_thresh is not None and not 0.0 < test_vote_iou_thresh <= 1.0:
+            raise ValueError(f"TEST.BBOX_VOTE.VOTE_TH must lie in (0, 1], got {test_vote_iou_thresh}")
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
         self.bbox_pred = nn.Linear(input_size, 4 if cls_agnostic_bbox_reg else num_classes * 4)
@@ -53,6 +56,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_nms_thresh = test_nms_thresh
         self.test_topk_per_image = test_topk_per_image
         self.test_min_box_size = test_min_box_size
+        self.test_vote_iou_thresh = test_vote_iou_thresh  # None: no box voting
 
     @classmethod
     def from_config(cls, cfg, input_size: int) -> "FastRCNNOutputLayers":
@@ -69,6 +73,7 @@ class FastRCNNOutputLayers(nn.Module):
             test_nms_thresh=rh.NMS_THRESH_TEST,
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             test_min_box_size=rh.MIN_BOX_SIZE_TEST,
+            test_vote_iou_thresh=cfg.TEST.BBOX_VOTE.VOTE_TH if cfg.TEST.BBOX_VOTE.ENABLED else None,
         )
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -121,7 +126,9 @@ class FastRCNNOutputLayers(nn.Module):
     def inference(
         self, predictions: Tuple[Tensor, Tensor], proposal_boxes: List[Tensor], image_sizes: List[Tuple[int, int]]
     ) -> List[Dict[str, Tensor]]:
-        """Detections per image: softmax, decode, clip, score threshold, (min size), per-class NMS, top-k.
+        """Detections per image: softmax, decode, clip, score threshold, (min size), per-class NMS, top-k, (box
+        voting: each kept box the score-weighted mean of the candidates of its class overlapping it by
+        ``test_vote_iou_thresh``).
 
         Returns per image {"boxes" ``[D, 4]``, "scores" ``[D]``, "classes" ``[D]`` int64 in [0, K)}, by decreasing
         score, in the coordinates of the (resized) input image.
@@ -161,4 +168,8 @@ class FastRCNNOutputLayers(nn.Module):
         keep = batched_nms(cand_boxes, cand_scores, cls_idx, self.test_nms_thresh)
         if self.test_topk_per_image >= 0:
             keep = keep[: self.test_topk_per_image]
-        return {"boxes": cand_boxes[keep], "scores": cand_scores[keep], "classes": cls_idx[keep]}
+        if self.test_vote_iou_thresh is None:
+            kept_boxes = cand_boxes[keep]
+        else:
+            kept_boxes = vote_boxes(keep, cand_boxes, cand_scores, cls_idx, self.test_vote_iou_thresh)
+        return {"boxes": kept_boxes, "scores": cand_scores[keep], "classes": cls_idx[keep]}
