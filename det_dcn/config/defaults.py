@@ -289,6 +289,12 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # "coco" or "pascal_voc" (either rule on any dataset)
 _C.TEST.EVALUATOR = "auto"
 
+# det_dcn: percentile bootstrap intervals of AP / AP50 / AP75 over the test images, logged beside the COCO evaluator's
+# AP (det_dcn/evaluation/bootstrap.py): NUM_SAMPLES resamples (0: off; ~0.01 s each for 40 images), CONFIDENCE level.
+_C.TEST.BOOTSTRAP = CN()
+_C.TEST.BOOTSTRAP.NUM_SAMPLES = 0
+_C.TEST.BOOTSTRAP.CONFIDENCE = 0.95
+
 # Box voting (Gidaris & Komodakis 2015), Detectron's keys: after per-class NMS each detection's box becomes the
 # score-weighted mean of the boxes of its class (all above SCORE_THRESH_TEST, before NMS) that overlap it by >= VOTE_TH;
 # its score is kept (Detectron's SCORING_METHOD "ID", the only one det_dcn has). It costs one IoU matrix per image.

@@ -15,6 +15,7 @@ import numpy as np
 
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 
+from .bootstrap import bootstrap_intervals, check_bootstrap_cfg, format_intervals
 from .coco_gt import dicts_to_coco_gt, load_coco_gt, restrict_coco_gt
 from .coco_protocol import METRIC_NAMES, EvalResult, format_summary
 from .coco_tables import GroundTruth
@@ -37,13 +38,17 @@ class COCOEvaluator(PredictionCollector):
     (NaN where undefined: no ground truth), {} elsewhere. Only the processed images' ground truth is scored; images
     left out as unreadable are named in a warning. With ``output_dir``, the detections are written to
     ``output_dir/coco_instances_results.json``. ``backend``: "fast" (default) or "pycocotools" (see module doc).
+    ``bootstrap_samples`` > 0 also logs percentile bootstrap intervals of AP, AP50 and AP75 over the images at
+    ``bootstrap_confidence`` (:mod:`.bootstrap`; TEST.BOOTSTRAP).
     """
 
     def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True,
-                 backend: str = "fast"):
+                 backend: str = "fast", bootstrap_samples: int = 0, bootstrap_confidence: float = 0.95):
         if backend not in BACKENDS:
             raise ValueError(f"COCOEvaluator: backend {backend!r} is not one of {BACKENDS}")
+        check_bootstrap_cfg(bootstrap_samples, bootstrap_confidence)
         self.backend = backend
+        self.bootstrap_samples, self.bootstrap_confidence = bootstrap_samples, bootstrap_confidence
         meta = MetadataCatalog.get(dataset_name)
         if meta.get("thing_dataset_id_to_contiguous_id") is None or meta.get("thing_classes") is None:
             DatasetCatalog.get(dataset_name)  # loading sets them
@@ -97,7 +102,15 @@ class COCOEvaluator(PredictionCollector):
             result = evaluate_boxes(gt, dets)
         logger.debug(f"COCO evaluation of {self.dataset_name!r} ({len(dets)} detections, {self.backend} backend) "
                     f"took {time.perf_counter() - start:.2f} s:\n{format_summary(result.stats())}")
-        return {"bbox": self._report(result)}
+        report = self._report(result)
+        if self.bootstrap_samples:
+            start = time.perf_counter()
+            intervals = bootstrap_intervals(gt, dets, self.bootstrap_samples, self.bootstrap_confidence)
+            logger.info(f"COCOEvaluator: {self.dataset_name!r}, "
+                        + format_intervals(report, intervals, len(gt.img_ids), self.bootstrap_samples,
+                                           self.bootstrap_confidence)
+                        + f"\n({time.perf_counter() - start:.1f} s)")
+        return {"bbox": report}
 
     def _report(self, result: EvalResult) -> Dict[str, float]:
         """Percent; -1 ("no ground truth") becomes NaN."""

@@ -7,6 +7,9 @@ per (image, category) sort detections by score (stable) and keep the first 100; 
 IoU threshold (:mod:`.box_matching`); accumulate precision / recall per category (:mod:`.accumulate`).
 """
 
+from dataclasses import dataclass
+from typing import Optional
+
 import numpy as np
 
 from .accumulate import accumulate
@@ -15,10 +18,37 @@ from .coco_protocol import EvalResult, MAX_DETS
 from .coco_tables import Detections, GroundTruth
 
 
-def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
-    """Precision and recall of ``dets`` against ``gt`` (pycocotools' defaults: 10 IoU thresholds, 4 area ranges,
-    1/10/100 detections). Raises ValueError for detections of images or categories not in ``gt`` and for
-    non-finite boxes or scores."""
+@dataclass
+class Matches:
+    """What matching decides, before accumulation: ``tp``, ``fp`` [A, T, N] bool of the kept detections (rows by
+    (image, category), then score), their ``img`` / ``cat`` indices, ``score`` and ``rank`` within their (image,
+    category) [N]; ``counted`` [G, A] the ground-truth boxes a detection must find (not crowd, inside the range)."""
+
+    gt: GroundTruth
+    tp: np.ndarray
+    fp: np.ndarray
+    img: np.ndarray
+    cat: np.ndarray
+    score: np.ndarray
+    rank: np.ndarray
+    counted: np.ndarray
+
+    def result(self, image_counts: Optional[np.ndarray] = None) -> EvalResult:
+        """Precision and recall. ``image_counts`` [I] (default all 1): how many times each image counts, as if the
+        dataset held that many copies of it (its boxes and detections); the bootstrap's resamples (:mod:`.bootstrap`)."""
+        num_k = len(self.gt.cat_ids)
+        gt_weight = None if image_counts is None else image_counts[self.gt.img]
+        num_gt = np.stack([np.bincount(self.gt.cat[c], weights=None if gt_weight is None else gt_weight[c],
+                                       minlength=num_k) for c in self.counted.T], axis=1).astype(np.int64)  # [K, A]
+        rows = slice(None) if image_counts is None else np.repeat(np.arange(len(self.img)), image_counts[self.img])
+        precision, recall = accumulate(self.tp[:, :, rows], self.fp[:, :, rows], self.cat[rows], self.score[rows],
+                                       self.rank[rows], num_gt)
+        return EvalResult(precision, recall, list(self.gt.cat_ids))
+
+
+def match_boxes(gt: GroundTruth, dets: Detections) -> Matches:
+    """pycocotools' ``evaluate()``: truncation to 100 detections per (image, category) and greedy matching. Raises
+    ValueError for detections of images or categories not in ``gt`` and for non-finite boxes or scores."""
     dets.check_finite()
     idx = dets.index_into(gt)
     num_k = len(gt.cat_ids)
@@ -31,6 +61,11 @@ def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
     bbox = dets.bbox[keep]
     tp, fp = match_detections(gt, key, bbox, bbox[:, 2] * bbox[:, 3])
     counted = ~(gt.crowd[:, None] | outside_area(gt.area))  # [G, A] boxes a detection must find
-    num_gt = np.stack([np.bincount(gt.cat[c], minlength=num_k) for c in counted.T], axis=1)  # [K, A]
-    precision, recall = accumulate(tp, fp, idx["cat"][keep], dets.score[keep], rank, num_gt)
-    return EvalResult(precision, recall, list(gt.cat_ids))
+    return Matches(gt, tp, fp, idx["img"][keep], idx["cat"][keep], dets.score[keep], rank, counted)
+
+
+def evaluate_boxes(gt: GroundTruth, dets: Detections) -> EvalResult:
+    """Precision and recall of ``dets`` against ``gt`` (pycocotools' defaults: 10 IoU thresholds, 4 area ranges,
+    1/10/100 detections). Raises ValueError for detections of images or categories not in ``gt`` and for
+    non-finite boxes or scores."""
+    return match_boxes(gt, dets).result()
