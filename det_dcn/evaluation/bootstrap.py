@@ -56,6 +56,31 @@ def bootstrap_intervals(gt: GroundTruth, dets: Detections, num_samples: int, con
     return out
 
 
+def paired_differences(gt: GroundTruth, dets_a: Detections, dets_b: Detections, num_samples: int,
+                       confidence: float = 0.95, seed: int = 0) -> Dict[str, dict]:
+    """Whether ``dets_b`` scores better than ``dets_a`` on ``gt``'s images beyond the luck of which images these are.
+
+    Both are scored on the same resamples (the paired bootstrap), so what the images share cancels. Returns per
+    metric of REPORTED {"a", "b", "diff": b - a, "low", "high": the central ``confidence`` interval of b - a,
+    "b_better": the share of resamples where b scores higher}, in percent.
+    """
+    check_bootstrap_cfg(num_samples, confidence)
+    stats_a = bootstrap_stats(gt, dets_a, num_samples, seed)  # the same seed: the same resamples
+    stats_b = bootstrap_stats(gt, dets_b, num_samples, seed)
+    point_a, point_b = match_boxes(gt, dets_a).result().stats(), match_boxes(gt, dets_b).result().stats()
+    tail = (1.0 - confidence) / 2 * 100
+    out = {}
+    for name in REPORTED:
+        i = METRIC_NAMES.index(name)
+        ok = (stats_a[:, i] >= 0) & (stats_b[:, i] >= 0)
+        diff = (stats_b[ok, i] - stats_a[ok, i]) * 100
+        low, high = np.percentile(diff, [tail, 100 - tail]) if len(diff) else (float("nan"), float("nan"))
+        out[name] = {"a": point_a[i] * 100, "b": point_b[i] * 100, "diff": (point_b[i] - point_a[i]) * 100,
+                     "low": float(low), "high": float(high),
+                     "b_better": float(np.mean(diff > 0)) if len(diff) else float("nan")}
+    return out
+
+
 def format_intervals(point: Dict[str, float], intervals: Dict[str, tuple], num_images: int, num_samples: int,
                      confidence: float) -> str:
     """A markdown table: each metric, its value and its interval, under a line saying how it was computed."""

@@ -62,7 +62,7 @@ class COCOEvaluator(PredictionCollector):
         self._gt: Optional[Tuple[dict, GroundTruth]] = None  # loaded once, reused by periodic evaluation
         super().__init__(dataset_name, len(self._class_names), output_dir, distributed)
 
-    def _ground_truth(self) -> Tuple[Optional[dict], GroundTruth]:
+    def ground_truth(self) -> Tuple[Optional[dict], GroundTruth]:
         """(COCO dict, GroundTruth), loaded once (the dict restricts the ground truth to the evaluated images)."""
         if self._gt is None:
             json_file = self._meta.get("json_file")
@@ -81,7 +81,7 @@ class COCOEvaluator(PredictionCollector):
         if got is None:
             return {}
         img_ids, dets = got
-        coco, gt = self._ground_truth()
+        coco, gt = self.ground_truth()
         keep, left_out = self.images_to_score(img_ids, {im["id"]: im["file_name"] for im in coco["images"]},
                                               f"the ground truth of {self.dataset_name!r} "
                                               f"({self._meta.get('json_file')})")

@@ -11,7 +11,7 @@ import pytest
 from det_dcn.config import get_cfg
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 from det_dcn.evaluation import COCOEvaluator
-from det_dcn.evaluation.bootstrap import bootstrap_intervals, bootstrap_stats
+from det_dcn.evaluation.bootstrap import bootstrap_intervals, bootstrap_stats, paired_differences
 from det_dcn.evaluation.build import build_evaluator
 from det_dcn.evaluation.coco_tables import Detections, GroundTruth
 from det_dcn.evaluation.fast_cocoeval import evaluate_boxes, match_boxes
@@ -101,3 +101,27 @@ def test_evaluator_logs_the_intervals_and_voc_says_it_has_none(caplog):
     finally:
         DatasetCatalog.remove("bootstrap_eval")
         MetadataCatalog.remove("bootstrap_eval")
+
+
+def _shifted(dets: Detections, image_ids, shift: float) -> Detections:
+    """``dets`` with the boxes of ``image_ids`` moved right by ``shift`` times their width."""
+    bbox = dets.bbox.copy()
+    m = np.isin(dets.image_id, list(image_ids))
+    bbox[m, 0] += shift * bbox[m, 2]
+    return Detections(dets.image_id, dets.category_id, bbox, dets.score)
+
+
+def test_paired_differences():
+    gt, dets = coco_like(num_images=40, num_classes=2, seed=7, classes_without_gt=0)
+    table = GroundTruth.from_coco_dict(gt)
+    same = paired_differences(table, dets, dets, 100)
+    assert all(d["diff"] == d["low"] == d["high"] == 0 and d["b_better"] == 0 for d in same.values())
+    worse = _shifted(dets, table.img_ids[::2], 0.1)  # half the images' boxes slightly off: -3 AP
+    diffs = paired_differences(table, dets, worse, 300)
+    plain, moved = evaluate_boxes(table, dets).stats(), evaluate_boxes(table, worse).stats()
+    assert diffs["AP"]["diff"] == pytest.approx((moved[0] - plain[0]) * 100)
+    assert diffs["AP"]["high"] < 0 and diffs["AP"]["b_better"] == 0  # the paired interval sees it
+    # unpaired, the two intervals overlap widely: pairing is what separates them
+    a, b = (bootstrap_intervals(table, d, 300)["AP"] for d in (dets, worse))
+    assert b[1] > a[0] + 3
+

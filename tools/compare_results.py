@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+r"""Is one model better than another on a small test set, or only luckier with its images? (paired bootstrap)
+
+    python tools/compare_results.py --config-file configs/custom/faster_rcnn_raccoon.yaml --results \
+        output/a/inference/raccoon_val/coco_instances_results.json \
+        output/b/inference/raccoon_val/coco_instances_results.json [--names A B] [--num-samples 2000] [KEY VALUE ...]
+
+Both files are COCO results files, as the COCO evaluator writes them (TEST.EVALUATOR coco), of the first dataset in
+DATASETS.TEST (or ``--dataset``), scored on all of its images. Prints COCO AP, AP50 and AP75 of each, B - A, the
+central interval of B - A over ``--num-samples`` resamples of the images that both are scored on (the paired
+bootstrap: det_dcn/evaluation/bootstrap.py), and how often B came out ahead. An interval that contains 0 means the
+test set cannot tell the two apart.
+"""
+
+import argparse
+import json
+import sys
+
+from det_dcn.config import ConfigError, get_cfg
+from det_dcn.config.overrides import parse_args_with_overrides
+from det_dcn.data.build import register_custom_from_cfg
+from det_dcn.evaluation import COCOEvaluator
+from det_dcn.evaluation.bootstrap import check_bootstrap_cfg, paired_differences
+from det_dcn.evaluation.coco_tables import Detections
+
+
+def get_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config-file", required=True, metavar="FILE", help="config YAML naming the test dataset")
+    p.add_argument("--results", nargs=2, required=True, metavar="JSON", help="COCO results files of models A and B")
+    p.add_argument("--names", nargs=2, default=["A", "B"], metavar="NAME", help="names for the table (default A B)")
+    p.add_argument("--dataset", metavar="NAME", help="the dataset (default: the first of DATASETS.TEST)")
+    p.add_argument("--num-samples", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
+    p.add_argument("--confidence", type=float, default=0.95, metavar="P", help="interval level (default 0.95)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the resamples (default 0)")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides, e.g. DATASETS.CUSTOM_VOC ...")
+    return p
+
+
+def read_results(path: str) -> Detections:
+    """A COCO results file, or ValueError naming the file and what is wrong with it."""
+    try:
+        with open(path) as f:
+            results = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: cannot read a COCO results file: {e}") from e
+    if not isinstance(results, list):
+        raise ValueError(f"{path}: a COCO results file is a JSON list of detections, got {type(results).__name__}")
+    try:
+        return Detections.from_results(results)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path}: not a list of {{'image_id', 'category_id', 'bbox', 'score'}} records: {e!r}") from e
+
+
+def format_table(names, diffs: dict, confidence: float) -> str:
+    a, b = names
+    lines = [f"| metric | {a} | {b} | {b} - {a} | {confidence:.0%} interval of {b} - {a} | {b} ahead in |",
+             "|:-|--:|--:|--:|:-:|--:|"]
+    for metric, d in diffs.items():
+        lines.append(f"| {metric} | {d['a']:.1f} | {d['b']:.1f} | {d['diff']:+.1f} | {d['low']:+.1f} to "
+                     f"{d['high']:+.1f} | {d['b_better']:.0%} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    args = parse_args_with_overrides(get_parser(), argv)
+    try:
+        check_bootstrap_cfg(args.num_samples, args.confidence)
+        cfg = get_cfg()
+        cfg.merge_from_file(args.config_file)
+        cfg.merge_from_list(args.opts)
+        register_custom_from_cfg(cfg)
+        if not args.dataset and not cfg.DATASETS.TEST:
+            raise ConfigError("DATASETS.TEST is empty; name the dataset with --dataset")
+        dataset = args.dataset or cfg.DATASETS.TEST[0]
+        _, gt = COCOEvaluator(dataset, distributed=False).ground_truth()
+        dets = [read_results(p) for p in args.results]
+        diffs = paired_differences(gt, dets[0], dets[1], args.num_samples, args.confidence, args.seed)
+    except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
+        print(f"tools/compare_results.py: {e}", file=sys.stderr)
+        return 2
+    print(f"{dataset}: {len(gt.img_ids)} images, {args.num_samples} paired bootstrap resamples (seed {args.seed})")
+    print(format_table(args.names, diffs, args.confidence))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
