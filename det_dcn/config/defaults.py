@@ -289,8 +289,9 @@ _C.TEST.DETECTIONS_PER_IMAGE = 100
 # "coco" or "pascal_voc" (either rule on any dataset)
 _C.TEST.EVALUATOR = "auto"
 
-# det_dcn: percentile bootstrap intervals of AP / AP50 / AP75 over the test images, logged beside the COCO evaluator's
-# AP (det_dcn/evaluation/bootstrap.py): NUM_SAMPLES resamples (0: off; ~0.01 s each for 40 images), CONFIDENCE level.
+# det_dcn: percentile bootstrap intervals of AP / AP50 / AP75 over the test images, logged by the COCO and Pascal VOC
+# evaluators beside their AP (det_dcn/evaluation/bootstrap.py): NUM_SAMPLES resamples (0: off; 1000 take ~0.5 s for
+# 40 images), CONFIDENCE level.
 _C.TEST.BOOTSTRAP = CN()
 _C.TEST.BOOTSTRAP.NUM_SAMPLES = 0
 _C.TEST.BOOTSTRAP.CONFIDENCE = 0.95

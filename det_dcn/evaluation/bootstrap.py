@@ -8,13 +8,13 @@ and every resample only re-accumulates. On 40 validation photos the 95% interval
 """
 
 import logging
-from typing import Dict
+from typing import Callable, Dict, Optional
 
 import numpy as np
 
 from .coco_protocol import METRIC_NAMES
 from .coco_tables import Detections, GroundTruth
-from .fast_cocoeval import match_boxes
+from .fast_cocoeval import Matches, match_boxes
 
 logger = logging.getLogger(__name__)
 
@@ -29,31 +29,47 @@ def check_bootstrap_cfg(num_samples: int, confidence: float) -> None:
         raise ValueError(f"TEST.BOOTSTRAP.CONFIDENCE must lie in (0, 1), got {confidence!r}")
 
 
-def bootstrap_stats(gt: GroundTruth, dets: Detections, num_samples: int, seed: int = 0) -> np.ndarray:
-    """[num_samples, 12] ``COCOeval.stats`` of ``num_samples`` resamples of ``gt``'s images (-1 where undefined)."""
-    matches = match_boxes(gt, dets)
+def resample(score: Callable[[np.ndarray], Dict[str, float]], num_images: int, num_samples: int,
+             seed: int = 0) -> Dict[str, np.ndarray]:
+    """{metric: [num_samples]} of ``score(image_counts)`` over ``num_samples`` resamples of ``num_images`` images.
+
+    ``image_counts`` [num_images]: how many times each image was drawn (as many draws as images, with replacement);
+    ``score`` returns the metrics of REPORTED in percent for a dataset holding that many copies of each image (NaN
+    where undefined). The same ``seed`` and ``num_images`` give the same resamples, which pairs two models."""
     rng = np.random.default_rng(seed)
-    num_images = len(gt.img_ids)
-    out = np.empty((num_samples, len(METRIC_NAMES)))
+    out = {name: np.empty(num_samples) for name in REPORTED}
     for b in range(num_samples):
-        counts = np.bincount(rng.integers(0, num_images, num_images), minlength=num_images)
-        out[b] = matches.result(counts).stats()
+        scores = score(np.bincount(rng.integers(0, num_images, num_images), minlength=num_images))
+        for name in REPORTED:
+            out[name][b] = scores[name]
     return out
+
+
+def percentile_intervals(samples: Dict[str, np.ndarray], confidence: float) -> Dict[str, tuple]:
+    """{metric: (low, high)}: the central ``confidence`` interval of each metric's samples (NaN ones left out)."""
+    tail = (1.0 - confidence) / 2 * 100
+    out = {}
+    for name, values in samples.items():
+        values = values[~np.isnan(values)]
+        out[name] = tuple(np.percentile(values, [tail, 100 - tail])) if len(values) else (float("nan"),) * 2
+    return out
+
+
+def coco_scores(matches: Matches) -> Callable[[np.ndarray], Dict[str, float]]:
+    """``score`` for :func:`resample`: COCO AP / AP50 / AP75 of ``matches`` with its images counted so many times."""
+    def score(image_counts: Optional[np.ndarray] = None) -> Dict[str, float]:
+        stats = matches.result(image_counts).stats()
+        return {name: stats[METRIC_NAMES.index(name)] * 100 if stats[METRIC_NAMES.index(name)] >= 0 else float("nan")
+                for name in REPORTED}
+    return score
 
 
 def bootstrap_intervals(gt: GroundTruth, dets: Detections, num_samples: int, confidence: float = 0.95,
                         seed: int = 0) -> Dict[str, tuple]:
-    """{"AP" / "AP50" / "AP75": (low, high)} in percent: the central ``confidence`` percentile interval of each over
-    ``num_samples`` resamples (NaN where no resample defines it)."""
+    """{"AP" / "AP50" / "AP75": (low, high)}: COCO AP's percentile intervals over ``num_samples`` resamples, percent."""
     check_bootstrap_cfg(num_samples, confidence)
-    stats = bootstrap_stats(gt, dets, num_samples, seed)
-    tail = (1.0 - confidence) / 2 * 100
-    out = {}
-    for name in REPORTED:
-        col = stats[:, METRIC_NAMES.index(name)]
-        col = col[col >= 0] * 100
-        out[name] = tuple(np.percentile(col, [tail, 100 - tail])) if len(col) else (float("nan"), float("nan"))
-    return out
+    samples = resample(coco_scores(match_boxes(gt, dets)), len(gt.img_ids), num_samples, seed)
+    return percentile_intervals(samples, confidence)
 
 
 def paired_differences(gt: GroundTruth, dets_a: Detections, dets_b: Detections, num_samples: int,
@@ -62,20 +78,18 @@ def paired_differences(gt: GroundTruth, dets_a: Detections, dets_b: Detections, 
 
     Both are scored on the same resamples (the paired bootstrap), so what the images share cancels. Returns per
     metric of REPORTED {"a", "b", "diff": b - a, "low", "high": the central ``confidence`` interval of b - a,
-    "b_better": the share of resamples where b scores higher}, in percent.
+    "b_better": the share of resamples where b scores higher}, in percent (COCO AP).
     """
     check_bootstrap_cfg(num_samples, confidence)
-    stats_a = bootstrap_stats(gt, dets_a, num_samples, seed)  # the same seed: the same resamples
-    stats_b = bootstrap_stats(gt, dets_b, num_samples, seed)
-    point_a, point_b = match_boxes(gt, dets_a).result().stats(), match_boxes(gt, dets_b).result().stats()
-    tail = (1.0 - confidence) / 2 * 100
+    score_a, score_b = coco_scores(match_boxes(gt, dets_a)), coco_scores(match_boxes(gt, dets_b))
+    samples_a = resample(score_a, len(gt.img_ids), num_samples, seed)  # the same seed: the same resamples
+    samples_b = resample(score_b, len(gt.img_ids), num_samples, seed)
+    diffs = {name: samples_b[name] - samples_a[name] for name in REPORTED}
+    point_a, point_b = score_a(), score_b()
     out = {}
-    for name in REPORTED:
-        i = METRIC_NAMES.index(name)
-        ok = (stats_a[:, i] >= 0) & (stats_b[:, i] >= 0)
-        diff = (stats_b[ok, i] - stats_a[ok, i]) * 100
-        low, high = np.percentile(diff, [tail, 100 - tail]) if len(diff) else (float("nan"), float("nan"))
-        out[name] = {"a": point_a[i] * 100, "b": point_b[i] * 100, "diff": (point_b[i] - point_a[i]) * 100,
+    for name, (low, high) in percentile_intervals(diffs, confidence).items():
+        diff = diffs[name][~np.isnan(diffs[name])]
+        out[name] = {"a": point_a[name], "b": point_b[name], "diff": point_b[name] - point_a[name],
                      "low": float(low), "high": float(high),
                      "b_better": float(np.mean(diff > 0)) if len(diff) else float("nan")}
     return out

@@ -1,6 +1,5 @@
 """build_evaluator: the evaluator of a test dataset, by the config key TEST.EVALUATOR or the dataset's metadata."""
 
-import logging
 from typing import Optional
 
 from det_dcn.config.config import ConfigError
@@ -9,8 +8,6 @@ from det_dcn.data import MetadataCatalog
 from .coco_evaluation import COCOEvaluator
 from .evaluator import DatasetEvaluator
 from .pascal_voc_evaluation import PascalVOCDetectionEvaluator
-
-logger = logging.getLogger(__name__)
 
 # "auto": the dataset's metadata "evaluator_type" decides ("pascal_voc" -> VOC rules, anything else -> COCO's).
 EVALUATOR_CHOICES = ("auto", "coco", "pascal_voc")
@@ -30,12 +27,7 @@ def build_evaluator(cfg, dataset_name: str, output_dir: Optional[str] = None) ->
     meta = MetadataCatalog.get(dataset_name)
     if kind == "auto":
         kind = "pascal_voc" if meta.get("evaluator_type") == "pascal_voc" else "coco"
-    boot = cfg.TEST.BOOTSTRAP
+    boot = dict(bootstrap_samples=cfg.TEST.BOOTSTRAP.NUM_SAMPLES, bootstrap_confidence=cfg.TEST.BOOTSTRAP.CONFIDENCE)
     if kind == "pascal_voc":
-        if boot.NUM_SAMPLES:
-            logger.warning(f"TEST.BOOTSTRAP.NUM_SAMPLES={boot.NUM_SAMPLES}: bootstrap intervals come with the COCO "
-                           f"evaluator only; {dataset_name!r} is evaluated by Pascal VOC's rules without them "
-                           f"(TEST.EVALUATOR coco gives them)")
-        return PascalVOCDetectionEvaluator(dataset_name, output_dir=output_dir)
-    return COCOEvaluator(dataset_name, output_dir=output_dir, bootstrap_samples=boot.NUM_SAMPLES,
-                         bootstrap_confidence=boot.CONFIDENCE)
+        return PascalVOCDetectionEvaluator(dataset_name, output_dir=output_dir, **boot)
+    return COCOEvaluator(dataset_name, output_dir=output_dir, **boot)

@@ -104,12 +104,10 @@ class COCOEvaluator(PredictionCollector):
                     f"took {time.perf_counter() - start:.2f} s:\n{format_summary(result.stats())}")
         report = self._report(result)
         if self.bootstrap_samples:
-            start = time.perf_counter()
             intervals = bootstrap_intervals(gt, dets, self.bootstrap_samples, self.bootstrap_confidence)
             logger.info(f"COCOEvaluator: {self.dataset_name!r}, "
                         + format_intervals(report, intervals, len(gt.img_ids), self.bootstrap_samples,
-                                           self.bootstrap_confidence)
-                        + f"\n({time.perf_counter() - start:.1f} s)")
+                                           self.bootstrap_confidence))
         return {"bbox": report}
 
     def _report(self, result: EvalResult) -> Dict[str, float]:

@@ -12,9 +12,10 @@ import numpy as np
 
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 
+from .bootstrap import REPORTED, check_bootstrap_cfg, format_intervals, percentile_intervals, resample
 from .prediction_collector import PredictionCollector
 from .results_table import format_results_table
-from .voc_ap import IOU_THRESHOLDS, voc_ap
+from .voc_ap import IOU_THRESHOLDS, VOCMatches
 
 logger = logging.getLogger(__name__)
 
@@ -68,9 +69,14 @@ class PascalVOCDetectionEvaluator(PredictionCollector):
     processed (an image never processed contributes neither detections nor boxes); images left out as unreadable
     are named beside the per-class AP50 table. With ``output_dir``, the detections are written to
     ``output_dir/pascal_voc_results.json`` (COCO results format, ``category_id`` = the class index).
+    ``bootstrap_samples`` > 0 also logs percentile bootstrap intervals of AP, AP50 and AP75 over the scored images at
+    ``bootstrap_confidence`` (:mod:`.bootstrap`; TEST.BOOTSTRAP).
     """
 
-    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True):
+    def __init__(self, dataset_name: str, output_dir: Optional[str] = None, distributed: bool = True,
+                 bootstrap_samples: int = 0, bootstrap_confidence: float = 0.95):
+        check_bootstrap_cfg(bootstrap_samples, bootstrap_confidence)
+        self.bootstrap_samples, self.bootstrap_confidence = bootstrap_samples, bootstrap_confidence
         meta = MetadataCatalog.get(dataset_name)
         if meta.get("thing_classes") is None:
             DatasetCatalog.get(dataset_name)  # loading sets them
@@ -99,10 +105,28 @@ class PascalVOCDetectionEvaluator(PredictionCollector):
         det_img = np.array([index[i] for i in uniq.tolist()], dtype=np.int64)[inverse.reshape(-1)]
         k = len(self._class_names)
         xyxy = np.concatenate([dets.bbox[:, :2], dets.bbox[:, :2] + dets.bbox[:, 2:]], axis=1)
-        ap = voc_ap(gt.img[keep] * k + gt.cls[keep], gt.box[keep], gt.difficult[keep],
-                    det_img * k + dets.category_id, xyxy, dets.score, k, self.rule)
-        self._log_table(ap, left_out)
-        return {"bbox": self._report(ap)}
+        matches = VOCMatches.of(gt.img[keep] * k + gt.cls[keep], gt.box[keep], gt.difficult[keep],
+                                det_img * k + dets.category_id, xyxy, dets.score, k)
+        report = self._report(matches.ap(self.rule))
+        self._log_table(matches.ap(self.rule), left_out)
+        if self.bootstrap_samples:
+            self._log_intervals(matches, report, np.flatnonzero([i in scored for i in gt.img_ids]), len(gt.img_ids))
+        return {"bbox": report}
+
+    def _log_intervals(self, matches: VOCMatches, report: Dict[str, float], scored: np.ndarray,
+                       num_images: int) -> None:
+        """Bootstrap intervals over the ``scored`` image indices (the others count 0 times in every resample)."""
+        def score(counts: np.ndarray) -> Dict[str, float]:
+            every_image = np.zeros(num_images, np.int64)
+            every_image[scored] = counts
+            res = self._report(matches.ap(self.rule, every_image))
+            return {name: res[name] for name in REPORTED}
+
+        samples = resample(score, len(scored), self.bootstrap_samples)
+        intervals = percentile_intervals(samples, self.bootstrap_confidence)
+        logger.info(f"PascalVOCDetectionEvaluator: {self.dataset_name!r}, "
+                    + format_intervals(report, intervals, len(scored), self.bootstrap_samples,
+                                       self.bootstrap_confidence))
 
     def _report(self, ap: np.ndarray) -> Dict[str, float]:
         """``ap`` [T, K] fractions -> percent: mAP at each threshold, then their mean (detectron2's "AP")."""

@@ -23,7 +23,8 @@ Conventions (those of the VOC devkit as detectron2's ``voc_eval`` implements the
 - Equal scores are taken in the order the detections come (detectron2's quicksort leaves that order unspecified).
 """
 
-from typing import Tuple
+from dataclasses import dataclass
+from typing import Optional, Tuple
 
 import numpy as np
 
@@ -108,6 +109,51 @@ def voc_matches(gt_key: np.ndarray, gt_box: np.ndarray, gt_difficult: np.ndarray
     return order, tp, fp
 
 
+@dataclass
+class VOCMatches:
+    """:func:`voc_matches`' verdicts with what AP needs besides: ``tp``, ``fp`` [T, N] bool, ``cls`` / ``img`` [N] of
+    the detections in their order (class, then score descending); ``pos_cls`` / ``pos_img`` [P] of the non-difficult
+    ground truth boxes (the positives)."""
+
+    tp: np.ndarray
+    fp: np.ndarray
+    cls: np.ndarray
+    img: np.ndarray
+    pos_cls: np.ndarray
+    pos_img: np.ndarray
+    num_classes: int
+
+    @classmethod
+    def of(cls, gt_key: np.ndarray, gt_box: np.ndarray, gt_difficult: np.ndarray, det_key: np.ndarray,
+           det_box: np.ndarray, det_score: np.ndarray, num_classes: int,
+           iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> "VOCMatches":
+        """Match (the arguments as :func:`voc_matches`')."""
+        order, tp, fp = voc_matches(gt_key, gt_box, gt_difficult, det_key, det_box, det_score, num_classes,
+                                    iou_thresholds)
+        key, pos = det_key[order], gt_key[~gt_difficult]
+        return cls(tp, fp, key % num_classes, key // num_classes, pos % num_classes, pos // num_classes, num_classes)
+
+    def ap(self, rule: str, image_counts: Optional[np.ndarray] = None) -> np.ndarray:
+        """AP [T, K] (fractions, NaN for a class without positives) by ``rule``. ``image_counts`` [I] (default all
+        1): how many times each image counts, as if the dataset held that many copies of it (matching is per image,
+        so copies match alike; the bootstrap's resamples)."""
+        if rule not in RULES:
+            raise ValueError(f"voc_ap: rule {rule!r} is not one of {RULES}")
+        rows = slice(None) if image_counts is None else np.repeat(np.arange(len(self.img)), image_counts[self.img])
+        tp, fp, det_cls = self.tp[:, rows], self.fp[:, rows], self.cls[rows]  # copies stay next to each other
+        weights = None if image_counts is None else image_counts[self.pos_img]
+        npos = np.bincount(self.pos_cls, weights=weights, minlength=self.num_classes).astype(np.int64)
+        bounds = np.searchsorted(det_cls, np.arange(self.num_classes + 1))
+        ap = np.full((len(tp), self.num_classes), np.nan)
+        for k in np.flatnonzero(npos):
+            tp_sum = np.cumsum(tp[:, bounds[k]:bounds[k + 1]], axis=1)
+            fp_sum = np.cumsum(fp[:, bounds[k]:bounds[k + 1]], axis=1)
+            precision = tp_sum / np.maximum(tp_sum + fp_sum, np.finfo(np.float64).eps)
+            for t in range(len(tp)):
+                ap[t, k] = interpolated_ap(tp_sum[t] / npos[k], precision[t], rule)
+        return ap
+
+
 def voc_ap(gt_key: np.ndarray, gt_box: np.ndarray, gt_difficult: np.ndarray, det_key: np.ndarray,
            det_box: np.ndarray, det_score: np.ndarray, num_classes: int, rule: str,
            iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
@@ -115,15 +161,5 @@ def voc_ap(gt_key: np.ndarray, gt_box: np.ndarray, gt_difficult: np.ndarray, det
     the arguments as :func:`voc_matches`'s, ``rule`` one of ``RULES``."""
     if rule not in RULES:
         raise ValueError(f"voc_ap: rule {rule!r} is not one of {RULES}")
-    order, tp, fp = voc_matches(gt_key, gt_box, gt_difficult, det_key, det_box, det_score, num_classes,
-                                iou_thresholds)
-    bounds = np.searchsorted((det_key % num_classes)[order], np.arange(num_classes + 1))
-    npos = np.bincount(gt_key[~gt_difficult] % num_classes, minlength=num_classes)
-    ap = np.full((len(iou_thresholds), num_classes), np.nan)
-    for k in np.flatnonzero(npos):
-        tp_sum = np.cumsum(tp[:, bounds[k]:bounds[k + 1]], axis=1)
-        fp_sum = np.cumsum(fp[:, bounds[k]:bounds[k + 1]], axis=1)
-        precision = tp_sum / np.maximum(tp_sum + fp_sum, np.finfo(np.float64).eps)
-        for t in range(len(iou_thresholds)):
-            ap[t, k] = interpolated_ap(tp_sum[t] / npos[k], precision[t], rule)
-    return ap
+    return VOCMatches.of(gt_key, gt_box, gt_difficult, det_key, det_box, det_score, num_classes,
+                         iou_thresholds).ap(rule)

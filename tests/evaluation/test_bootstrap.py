@@ -1,6 +1,6 @@
-"""Bootstrap intervals of COCO AP (TEST.BOOTSTRAP): a resample scores exactly as pycocotools scores a dataset that
-holds those copies of the images; the intervals bracket the value, repeat with the seed and narrow with more images;
-the evaluator logs them; bad keys are named."""
+"""Bootstrap intervals of AP (TEST.BOOTSTRAP): a resample scores exactly as pycocotools (COCO) and VOC AP score a
+dataset that holds those copies of the images; the intervals bracket the value, repeat with the seed and narrow with
+more images; pairing separates what unpaired intervals cannot; both evaluators log them; bad keys are named."""
 
 import copy
 import logging
@@ -11,14 +11,17 @@ import pytest
 from det_dcn.config import get_cfg
 from det_dcn.data import DatasetCatalog, MetadataCatalog
 from det_dcn.evaluation import COCOEvaluator
-from det_dcn.evaluation.bootstrap import bootstrap_intervals, bootstrap_stats, paired_differences
+from det_dcn.evaluation.bootstrap import bootstrap_intervals, coco_scores, paired_differences, resample
 from det_dcn.evaluation.build import build_evaluator
 from det_dcn.evaluation.coco_tables import Detections, GroundTruth
 from det_dcn.evaluation.fast_cocoeval import evaluate_boxes, match_boxes
 from det_dcn.evaluation.pycocotools_eval import pycocotools_evaluate
 from det_dcn.evaluation.synthetic import coco_like
 
+from det_dcn.evaluation.voc_ap import VOCMatches, voc_ap
+
 from test_fast_cocoeval import _feed, _register
+from test_pascal_voc_evaluation import _keys_and_boxes, _separated_case
 
 
 def _copied(gt: dict, dets: Detections, counts: dict):
@@ -56,6 +59,29 @@ def test_resample_equals_pycocotools_on_copied_images(seed):
                                   evaluate_boxes(table, dets).precision)
 
 
+@pytest.mark.parametrize("rule", ["11point", "area"])
+def test_voc_resample_equals_voc_ap_on_copied_images(rule):
+    num_images, k = 10, 3
+    gt, dets = _separated_case(seed=4, num_images=num_images, num_classes=k)
+    g_key, g_box, difficult, d_key, d_box, score = _keys_and_boxes(gt, dets, k)
+    difficult = np.random.default_rng(0).random(len(g_key)) < 0.2
+    counts = np.array([0, 2, 1, 3, 0, 1, 1, 0, 2, 0])
+    # the copied dataset: image i's boxes and detections `counts[i]` times, each copy a new image
+    copy_g, copy_d = [], []
+    for i in np.repeat(np.arange(num_images), counts):
+        copy_g.append(np.flatnonzero(g_key // k == i))
+        copy_d.append(np.flatnonzero(d_key // k == i))
+    new_g = np.concatenate([np.full(len(r), j) for j, r in enumerate(copy_g)])
+    new_d = np.concatenate([np.full(len(r), j) for j, r in enumerate(copy_d)])
+    g_rows, d_rows = np.concatenate(copy_g), np.concatenate(copy_d)
+    expected = voc_ap(new_g * k + g_key[g_rows] % k, g_box[g_rows], difficult[g_rows], new_d * k + d_key[d_rows] % k,
+                      d_box[d_rows], score[d_rows], k, rule)
+    matches = VOCMatches.of(g_key, g_box, difficult, d_key, d_box, score, k)
+    np.testing.assert_allclose(matches.ap(rule, counts), expected, rtol=0, atol=1e-12)
+    assert not np.allclose(matches.ap(rule), expected, equal_nan=True)  # the resample changed AP
+    np.testing.assert_array_equal(matches.ap(rule, np.ones(num_images, np.int64)), matches.ap(rule))
+
+
 def test_intervals_bracket_repeat_and_narrow():
     def intervals(num_images, seed=0):
         gt, dets = coco_like(num_images=num_images, num_classes=2, seed=3, classes_without_gt=0)
@@ -74,14 +100,15 @@ def test_intervals_bracket_repeat_and_narrow():
 def test_stats_shape_and_bad_keys():
     gt, dets = coco_like(num_images=8, num_classes=3, seed=2)
     table = GroundTruth.from_coco_dict(gt)
-    assert bootstrap_stats(table, dets, 5).shape == (5, 12)
+    samples = resample(coco_scores(match_boxes(table, dets)), len(table.img_ids), 5)
+    assert sorted(samples) == ["AP", "AP50", "AP75"] and all(v.shape == (5,) for v in samples.values())
     with pytest.raises(ValueError, match="TEST.BOOTSTRAP.NUM_SAMPLES"):
         bootstrap_intervals(table, dets, -1)
     with pytest.raises(ValueError, match="TEST.BOOTSTRAP.CONFIDENCE"):
         COCOEvaluator("anything", bootstrap_samples=10, bootstrap_confidence=1.0)
 
 
-def test_evaluator_logs_the_intervals_and_voc_says_it_has_none(caplog):
+def test_both_evaluators_log_the_intervals(caplog):
     gt, dets = coco_like(num_images=30, num_classes=3, seed=6)
     id_map = _register("bootstrap_eval", gt)
     try:
@@ -95,9 +122,12 @@ def test_evaluator_logs_the_intervals_and_voc_says_it_has_none(caplog):
         assert "100 resamples of the 30 images" in msg and f"| AP | {res['AP']:.1f} |" in msg
         caplog.clear()
         cfg.merge_from_list(["TEST.EVALUATOR", "pascal_voc"])
-        with caplog.at_level(logging.WARNING, logger="det_dcn.evaluation"):
-            build_evaluator(cfg, "bootstrap_eval")
-        assert any("TEST.BOOTSTRAP.NUM_SAMPLES=100" in r.getMessage() for r in caplog.records)
+        ev = build_evaluator(cfg, "bootstrap_eval")
+        _feed(ev, dets, id_map, [im["id"] for im in gt["images"]])
+        with caplog.at_level(logging.INFO, logger="det_dcn.evaluation"):
+            res = ev.evaluate()["bbox"]
+        (msg,) = [r.getMessage() for r in caplog.records if "bootstrap intervals" in r.getMessage()]
+        assert msg.startswith("PascalVOCDetectionEvaluator") and f"| AP50 | {res['AP50']:.1f} |" in msg
     finally:
         DatasetCatalog.remove("bootstrap_eval")
         MetadataCatalog.remove("bootstrap_eval")
