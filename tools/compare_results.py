@@ -1,12 +1,15 @@
 #!/usr/bin/env python
 r"""Is one model better than another on a small test set, or only luckier with its images? (paired bootstrap)
 
-    python tools/compare_results.py --config-file configs/custom/faster_rcnn_raccoon.yaml --results \
-        output/a/inference/raccoon_val/coco_instances_results.json \
-        output/b/inference/raccoon_val/coco_instances_results.json [--names A B] [--num-samples 2000] [KEY VALUE ...]
+    python tools/compare_results.py --config-file configs/custom/faster_rcnn_raccoon.yaml \
+        --a output/a/inference/raccoon_val/coco_instances_results.json \
+        --b output/b/inference/raccoon_val/coco_instances_results.json [--names A B] [--num-samples 2000] [KEY VALUE ...]
 
-Both files are COCO results files, as the COCO evaluator writes them (TEST.EVALUATOR coco), of the first dataset in
-DATASETS.TEST (or ``--dataset``), scored on all of its images. Prints COCO AP, AP50 and AP75 of each, B - A, the
+Each model's detections are COCO results files, as the COCO evaluator writes them (TEST.EVALUATOR coco), of the first
+dataset in DATASETS.TEST (or ``--dataset``), scored on all of its images. Several files for one model are joined:
+the folds of a cross-validation (DATASETS.CUSTOM_VOC's ``fold``), each fold's validation images detected by the model
+that did not train on them, scored together on the whole folder (``--dataset <name>``); an image in two of them is
+an error. Prints COCO AP, AP50 and AP75 of each, B - A, the
 central interval of B - A over ``--num-samples`` resamples of the images that both are scored on (the paired
 bootstrap: det_dcn/evaluation/bootstrap.py), and how often B came out ahead. An interval that contains 0 means the
 test set cannot tell the two apart.
@@ -27,7 +30,8 @@ from det_dcn.evaluation.coco_tables import Detections
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE", help="config YAML naming the test dataset")
-    p.add_argument("--results", nargs=2, required=True, metavar="JSON", help="COCO results files of models A and B")
+    p.add_argument("--a", nargs="+", required=True, metavar="JSON", help="model A's COCO results file(s)")
+    p.add_argument("--b", nargs="+", required=True, metavar="JSON", help="model B's COCO results file(s)")
     p.add_argument("--names", nargs=2, default=["A", "B"], metavar="NAME", help="names for the table (default A B)")
     p.add_argument("--dataset", metavar="NAME", help="the dataset (default: the first of DATASETS.TEST)")
     p.add_argument("--num-samples", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
@@ -52,6 +56,21 @@ def read_results(path: str) -> Detections:
         raise ValueError(f"{path}: not a list of {{'image_id', 'category_id', 'bbox', 'score'}} records: {e!r}") from e
 
 
+def read_joined(paths) -> Detections:
+    """The detections of several results files (disjoint images), or ValueError naming the two files that share
+    an image."""
+    parts, seen = [], {}
+    for path in paths:
+        dets = read_results(path)
+        for image_id in set(dets.image_id.tolist()):
+            if image_id in seen:
+                raise ValueError(f"image {image_id!r} has detections in {seen[image_id]} and in {path}; the files "
+                                 f"of one model must cover disjoint images (the folds' validation sets)")
+            seen[image_id] = path
+        parts.append(dets)
+    return Detections.concat(parts)
+
+
 def format_table(names, diffs: dict, confidence: float) -> str:
     a, b = names
     lines = [f"| metric | {a} | {b} | {b} - {a} | {confidence:.0%} interval of {b} - {a} | {b} ahead in |",
@@ -74,7 +93,7 @@ def main(argv=None) -> int:
             raise ConfigError("DATASETS.TEST is empty; name the dataset with --dataset")
         dataset = args.dataset or cfg.DATASETS.TEST[0]
         _, gt = COCOEvaluator(dataset, distributed=False).ground_truth()
-        dets = [read_results(p) for p in args.results]
+        dets = [read_joined(args.a), read_joined(args.b)]
         diffs = paired_differences(gt, dets[0], dets[1], args.num_samples, args.confidence, args.seed)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"tools/compare_results.py: {e}", file=sys.stderr)

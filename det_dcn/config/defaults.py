@@ -224,9 +224,9 @@ _C.DATASETS.TEST = ()  # empty: no evaluation
 _C.DATASETS.CUSTOM_COCO = ()
 # Pascal VOC XML folders (LabelImg: one XML per image, beside the images or in their own folder) to register, each
 # [name, annotation_dir, image_dir] plus optionally class_names (a list or "a,b"; "" or absent: the sorted names
-# found in all the folder's XMLs) and val_every (default 5). Each entry registers <name> (every image),
-# <name>_val (every val_every-th XML file in natural name order: raccoon-5, raccoon-10, ...) and <name>_train (the
-# rest), evaluated with VOC2012's area rule. XMLs whose image is missing are skipped with a warning; a <size> that
+# found in all the folder's XMLs), val_every (default 5) and fold (0 to val_every - 1, default val_every - 1). Each entry
+# registers <name> (every image), <name>_val (every val_every-th XML file in natural name order: raccoon-5,
+# raccoon-10, ...; fold 0 starts at the first) and <name>_train (the rest), evaluated with VOC2012's area rule. XMLs whose image is missing are skipped with a warning; a <size> that
 # disagrees with the image is replaced by the image's; malformed XML or an unknown class is an error naming the file.
 # E.g. DATASETS.CUSTOM_VOC "[['raccoon', 'raccoon/annotations', 'raccoon/images']]". det_dcn's own key.
 _C.DATASETS.CUSTOM_VOC = ()

@@ -19,6 +19,7 @@ What a file may get wrong, and what happens (never silently):
 * a box beyond the image is clipped, one with no area left is dropped; both counted in a warning.
 """
 
+import functools
 import logging
 import math
 import os
@@ -174,22 +175,23 @@ def _find_image(image_dir: str, xml_file: str, filename: Optional[str]) -> Optio
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 
-def split_indices(num: int, subset: str, val_every: int) -> List[int]:
-    """Positions (in natural order of the XML names) in ``subset``: "val" every ``val_every``-th (the
-    ``val_every``-th, the 2*``val_every``-th, ...), "train" the rest, "all" all."""
+def split_indices(num: int, subset: str, val_every: int, fold: Optional[int] = None) -> List[int]:
+    """Positions (in natural order of the XML names) in ``subset``: "val" every ``val_every``-th from position
+    ``fold`` (0-based; default ``val_every - 1``: the ``val_every``-th, the 2*``val_every``-th, ...), "train" the
+    rest, "all" all. The ``val_every`` folds' "val" subsets partition the folder (cross-validation)."""
     if subset == "all":
         return list(range(num))
-    is_val = [(i + 1) % val_every == 0 for i in range(num)]
-    return [i for i in range(num) if is_val[i] == (subset == "val")]
+    fold = val_every - 1 if fold is None else fold
+    return [i for i in range(num) if (i % val_every == fold) == (subset == "val")]
 
 
 def load_voc_folder(annotation_dir: str, image_dir: str, class_names: Optional[Sequence[str]] = None,
                     subset: str = "all", val_every: int = DEFAULT_VAL_EVERY,
-                    dataset_name: Optional[str] = None) -> List[dict]:
+                    dataset_name: Optional[str] = None, fold: Optional[int] = None) -> List[dict]:
     """A folder of VOC XMLs (LabelImg: beside the images or in their own folder), one per image.
 
     ``class_names`` None: the sorted set of names in ALL the folder's XMLs (so train and val agree), logged.
-    ``subset``: "all", "train" or "val" (see ``split_indices``). With ``dataset_name``, its metadata gets
+    ``subset``: "all", "train" or "val" of ``fold`` (see ``split_indices``). With ``dataset_name``, its metadata gets
     ``thing_classes``.
     """
     xml_names = sorted((n for n in os.listdir(annotation_dir) if n.lower().endswith(".xml")), key=natural_key)
@@ -205,10 +207,11 @@ def load_voc_folder(annotation_dir: str, image_dir: str, class_names: Optional[S
         logger.info(f"{source}: classes from the files (sorted): {class_names}")
     if dataset_name is not None:
         MetadataCatalog.get(dataset_name).set(thing_classes=list(class_names))
-    keep = split_indices(len(xml_files), subset, val_every)
+    keep = split_indices(len(xml_files), subset, val_every, fold)
     if subset != "all":
-        logger.info(f"{source}: split '{subset}' = {len(keep)} of {len(xml_files)} XML files (every "
-                    f"{val_every}-th in natural name order is val)")
+        first = (val_every - 1 if fold is None else fold) + 1
+        logger.info(f"{source}: split '{subset}' = {len(keep)} of {len(xml_files)} XML files (val: every "
+                    f"{val_every}-th in natural name order, starting with XML number {first})")
     entries = [(os.path.splitext(xml_names[i])[0], xml_files[i], _find_image(image_dir, xml_files[i],
                                                                                parsed[i]["filename"]), parsed[i])
                for i in keep]
@@ -223,11 +226,11 @@ def register_pascal_voc(name: str, dirname: str, split: str, year: int,
                                   dirname=dirname, split=split)
 
 
-def _parse_custom_voc_entry(entry) -> Tuple[str, str, str, Optional[List[str]], int]:
+def _parse_custom_voc_entry(entry) -> Tuple[str, str, str, Optional[List[str]], int, Optional[int]]:
     key = "DATASETS.CUSTOM_VOC"
-    form = ("[name, annotation_dir, image_dir] or [name, annotation_dir, image_dir, class_names] or "
-            "[name, annotation_dir, image_dir, class_names, val_every]")
-    if not (isinstance(entry, (list, tuple)) and 3 <= len(entry) <= 5
+    form = ("[name, annotation_dir, image_dir] optionally followed by class_names, val_every and fold, e.g. "
+            "[name, annotation_dir, image_dir, class_names, val_every, fold]")
+    if not (isinstance(entry, (list, tuple)) and 3 <= len(entry) <= 6
             and all(isinstance(v, str) and v for v in entry[:3])):
         raise ValueError(f"{key}: each entry must be {form}, got {entry!r}")
     name, annotation_dir, image_dir = entry[:3]
@@ -241,22 +244,27 @@ def _parse_custom_voc_entry(entry) -> Tuple[str, str, str, Optional[List[str]], 
     val_every = entry[4] if len(entry) > 4 else DEFAULT_VAL_EVERY
     if isinstance(val_every, bool) or not isinstance(val_every, int) or val_every < 2:
         raise ValueError(f"{key}: entry {name!r}: val_every must be an integer >= 2, got {val_every!r}")
-    return name, annotation_dir, image_dir, (list(names) or None), val_every
+    fold = entry[5] if len(entry) > 5 else None
+    if fold is not None and (isinstance(fold, bool) or not isinstance(fold, int) or not 0 <= fold < val_every):
+        raise ValueError(f"{key}: entry {name!r}: fold must be an integer in [0, val_every) = [0, {val_every}), "
+                         f"got {fold!r}")
+    return name, annotation_dir, image_dir, (list(names) or None), val_every, fold
 
 
 def register_voc_from_cfg(cfg) -> List[str]:
     """Register the folders of ``DATASETS.CUSTOM_VOC``; each entry registers ``<name>`` (all images),
-    ``<name>_train`` and ``<name>_val`` (every ``val_every``-th XML in natural name order). Returns the names.
+    ``<name>_train`` and ``<name>_val`` (every ``val_every``-th XML in natural name order, from position ``fold``).
+    Returns the names.
     Idempotent like ``register_coco_from_cfg``; missing folders are reported here, before training starts."""
     key = "DATASETS.CUSTOM_VOC"
     registered = []
     for entry in cfg.DATASETS.CUSTOM_VOC:
-        name, annotation_dir, image_dir, class_names, val_every = _parse_custom_voc_entry(entry)
+        name, annotation_dir, image_dir, class_names, val_every, fold = _parse_custom_voc_entry(entry)
         for what, path in (("annotation folder", annotation_dir), ("image folder", image_dir)):
             if not os.path.isdir(path):
                 raise FileNotFoundError(f"{key}: dataset {name!r}: {what} not found: {path}")
         spec = {"dirname": annotation_dir, "image_root": image_dir, "custom_voc_classes": class_names,
-                "val_every": val_every}
+                "val_every": val_every, "fold": fold}
         for subset, full in (("all", name), ("train", f"{name}_train"), ("val", f"{name}_val")):
             if full in DatasetCatalog:
                 meta = MetadataCatalog.get(full)
@@ -264,8 +272,9 @@ def register_voc_from_cfg(cfg) -> List[str]:
                     raise ValueError(f"{key}: dataset {full!r} is already registered (with "
                                      f"{ {k: meta.get(k) for k in spec} }); pick another name")
             else:
-                DatasetCatalog.register(full, lambda s=subset, n=full: load_voc_folder(
-                    annotation_dir, image_dir, class_names, s, val_every, n))
+                # every value bound now: a closure over the loop's variables would load the last entry's folder
+                DatasetCatalog.register(full, functools.partial(
+                    load_voc_folder, annotation_dir, image_dir, class_names, subset, val_every, full, fold))
                 MetadataCatalog.get(full).set(evaluator_type="pascal_voc", year=CUSTOM_VOC_YEAR, split=subset, **spec)
                 if class_names is not None:
                     MetadataCatalog.get(full).set(thing_classes=list(class_names))

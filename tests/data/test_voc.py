@@ -121,6 +121,34 @@ def test_given_class_names_and_val_every(tmp_path):
         register_custom_from_cfg(_custom(("x", ann, str(tmp_path / "nope"))))
 
 
+def test_folds_partition_the_folder(tmp_path):
+    """The val_every folds' val subsets are disjoint and cover the folder (cross-validation); the default fold is the
+    historical split (every val_every-th from the val_every-th); a bad fold is named."""
+    ann, img = _labelimg_folder(tmp_path)
+    entries = [[f"f{k}", ann, img, "", 4, k] for k in range(4)]
+    cfg = get_cfg()
+    cfg.merge_from_list(["DATASETS.CUSTOM_VOC", str(entries)])
+    names = register_custom_from_cfg(cfg)
+    try:
+        vals = [[d["image_id"] for d in DatasetCatalog.get(f"f{k}_val")] for k in range(4)]
+        assert vals[0] == ["pic-1", "pic-5", "pic-9"] and vals[3] == ["pic-4", "pic-8", "pic-12"]
+        every = sorted(i for v in vals for i in v)
+        assert every == sorted(d["image_id"] for d in DatasetCatalog.get("f0")) and len(set(every)) == 12
+        for k in range(4):
+            train = {d["image_id"] for d in DatasetCatalog.get(f"f{k}_train")}
+            assert not train & set(vals[k]) and len(train) + len(vals[k]) == 12
+        assert vals[3] == [d["image_id"] for d in load_voc_folder(ann, img, None, "val", val_every=4)]
+    finally:
+        for n in names:
+            DatasetCatalog.remove(n)
+            MetadataCatalog.remove(n)
+    for fold in (4, -1, "1"):
+        cfg = get_cfg()
+        cfg.merge_from_list(["DATASETS.CUSTOM_VOC", str([["g", ann, img, "", 4, fold]])])
+        with pytest.raises(ValueError, match=r"entry 'g': fold must be an integer in \[0, val_every\) = \[0, 4\)"):
+            register_custom_from_cfg(cfg)
+
+
 def test_skips_and_corrections_are_counted_and_named(tmp_path, caplog):
     ann, img = tmp_path / "a", tmp_path / "i"
     ann.mkdir()

@@ -1,4 +1,5 @@
-"""tools/compare_results.py on a COCO file and results files the test writes: the table, and bad files named."""
+"""tools/compare_results.py on a COCO file and results files the test writes: the table, one model's files joined
+(cross-validation folds), and bad files named."""
 
 import json
 import os
@@ -35,7 +36,7 @@ def test_table_and_errors(tmp_path, capsys):
     base = ["--config-file", CONFIG,
             "DATASETS.CUSTOM_COCO", f"[['cmp', '{tmp_path / 'gt.json'}', '{tmp_path / 'images'}']]",
             "--num-samples", "200", "--names", "tight", "loose"]
-    assert tool.main(base + ["--dataset", "cmp", "--results", str(tmp_path / "a.json"), str(tmp_path / "b.json")]) == 0
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "b.json")]) == 0
     out = capsys.readouterr().out
     assert "cmp: 30 images, 200 paired bootstrap resamples" in out
     row = next(line for line in out.splitlines() if line.startswith("| AP |"))
@@ -43,8 +44,20 @@ def test_table_and_errors(tmp_path, capsys):
     assert float(cells[3]) < 0 and cells[5] == "0%"  # loose is worse on every resample
 
     (tmp_path / "bad.json").write_text('{"image_id": 1}')
-    assert tool.main(base + ["--dataset", "cmp", "--results", str(tmp_path / "a.json"), str(tmp_path / "bad.json")]) == 2
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "bad.json")]) == 2
     err = capsys.readouterr().err
     assert "bad.json" in err and "JSON list" in err
-    assert tool.main(base + ["--dataset", "cmp", "--results", str(tmp_path / "a.json"), str(tmp_path / "none.json")]) == 2
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a.json"), "--b", str(tmp_path / "none.json")]) == 2
     assert "none.json" in capsys.readouterr().err
+
+    # one model's detections in two files (two folds): the same table as from one file; an image in both is an error
+    first = np.isin(dets.image_id, [im["id"] for im in gt["images"][:12]])
+    write_coco_results(str(tmp_path / "a0.json"), dets.select(first))
+    write_coco_results(str(tmp_path / "a1.json"), dets.select(~first))
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a0.json"), str(tmp_path / "a1.json"),
+                             "--b", str(tmp_path / "b.json")]) == 0
+    assert capsys.readouterr().out == out
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a0.json"), str(tmp_path / "a.json"),
+                             "--b", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert "a0.json and in" in err and "a.json" in err and "disjoint" in err
