@@ -99,7 +99,8 @@ class PascalVOCDetectionEvaluator(PredictionCollector):
         gt = self._ground_truth()
         scored, left_out = self.images_to_score(img_ids, dict(zip(gt.img_ids, gt.file_names)),
                                                 f"dataset {self.dataset_name!r}")
-        keep = np.array([i in scored for i in gt.img_ids], dtype=bool)[gt.img]
+        is_scored = np.array([i in scored for i in gt.img_ids], dtype=bool)  # [I]
+        keep = is_scored[gt.img]
         index = {v: i for i, v in enumerate(gt.img_ids)}
         uniq, inverse = np.unique(dets.image_id, return_inverse=True)
         det_img = np.array([index[i] for i in uniq.tolist()], dtype=np.int64)[inverse.reshape(-1)]
@@ -107,10 +108,11 @@ class PascalVOCDetectionEvaluator(PredictionCollector):
         xyxy = np.concatenate([dets.bbox[:, :2], dets.bbox[:, :2] + dets.bbox[:, 2:]], axis=1)
         matches = VOCMatches.of(gt.img[keep] * k + gt.cls[keep], gt.box[keep], gt.difficult[keep],
                                 det_img * k + dets.category_id, xyxy, dets.score, k)
-        report = self._report(matches.ap(self.rule))
-        self._log_table(matches.ap(self.rule), left_out)
+        ap = matches.ap(self.rule)
+        report = self._report(ap)
+        self._log_table(ap, left_out)
         if self.bootstrap_samples:
-            self._log_intervals(matches, report, np.flatnonzero([i in scored for i in gt.img_ids]), len(gt.img_ids))
+            self._log_intervals(matches, report, np.flatnonzero(is_scored), len(gt.img_ids))
         return {"bbox": report}
 
     def _log_intervals(self, matches: VOCMatches, report: Dict[str, float], scored: np.ndarray,

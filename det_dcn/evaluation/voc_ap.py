@@ -159,7 +159,5 @@ def voc_ap(gt_key: np.ndarray, gt_box: np.ndarray, gt_difficult: np.ndarray, det
            iou_thresholds: np.ndarray = IOU_THRESHOLDS) -> np.ndarray:
     """AP [T, K] of every class at every IoU threshold (fractions, NaN for a class without non-difficult boxes);
     the arguments as :func:`voc_matches`'s, ``rule`` one of ``RULES``."""
-    if rule not in RULES:
-        raise ValueError(f"voc_ap: rule {rule!r} is not one of {RULES}")
     return VOCMatches.of(gt_key, gt_box, gt_difficult, det_key, det_box, det_score, num_classes,
                          iou_thresholds).ap(rule)
