@@ -1,13 +1,12 @@
-"""How far a COCO AP measured on few images can be trusted: percentile bootstrap intervals over the images.
+"""How far an AP measured on few images can be trusted: percentile bootstrap intervals over the images.
 
 Efron & Tibshirani's percentile bootstrap with the image as the unit (an image's boxes and detections stay
 together): each resample draws as many images as the set has, with replacement, and scores them as if the dataset
-held those copies. Matching does not depend on the other images, so it runs once (:func:`.fast_cocoeval.match_boxes`)
-and every resample only re-accumulates. On 40 validation photos the 95% interval of AP is about +-8 points wide
+held those copies. Matching does not depend on the other images, so it runs once (COCO:
+:func:`.fast_cocoeval.match_boxes`; Pascal VOC: :class:`.voc_ap.VOCMatches`) and every resample only re-accumulates. On 40 validation photos the 95% interval of AP is about +-8 points wide
 (docs/evaluation.md): two recipes 2 AP apart on such a set are not known to differ.
 """
 
-import logging
 from typing import Callable, Dict, Optional
 
 import numpy as np
@@ -15,8 +14,6 @@ import numpy as np
 from .coco_protocol import METRIC_NAMES
 from .coco_tables import Detections, GroundTruth
 from .fast_cocoeval import Matches, match_boxes
-
-logger = logging.getLogger(__name__)
 
 REPORTED = ("AP", "AP50", "AP75")
 
