@@ -9,7 +9,7 @@ Each model's detections are COCO results files, as the COCO evaluator writes the
 dataset in DATASETS.TEST (or ``--dataset``), scored on all of its images. Several files for one model are joined:
 the folds of a cross-validation (DATASETS.CUSTOM_VOC's ``fold``), each fold's validation images detected by the model
 that did not train on them, scored together on the whole folder (``--dataset <name>``); an image in two of them is
-an error. Prints COCO AP, AP50 and AP75 of each, B - A, the
+an error. Without ``--b``: model A's AP, AP50 and AP75 with their intervals (the same resamples). Prints COCO AP, AP50 and AP75 of each, B - A, the
 central interval of B - A over ``--num-samples`` resamples of the images that both are scored on (the paired
 bootstrap: det_dcn/evaluation/bootstrap.py), and how often B came out ahead. An interval that contains 0 means the
 test set cannot tell the two apart.
@@ -23,15 +23,18 @@ from det_dcn.config import ConfigError, get_cfg
 from det_dcn.config.overrides import parse_args_with_overrides
 from det_dcn.data.build import register_custom_from_cfg
 from det_dcn.evaluation import COCOEvaluator
-from det_dcn.evaluation.bootstrap import check_bootstrap_cfg, paired_differences
+from det_dcn.evaluation.bootstrap import (bootstrap_intervals, check_bootstrap_cfg, coco_scores,
+                                         format_intervals, paired_differences)
 from det_dcn.evaluation.coco_tables import Detections
+from det_dcn.evaluation.fast_cocoeval import match_boxes
 
 
 def get_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config-file", required=True, metavar="FILE", help="config YAML naming the test dataset")
     p.add_argument("--a", nargs="+", required=True, metavar="JSON", help="model A's COCO results file(s)")
-    p.add_argument("--b", nargs="+", required=True, metavar="JSON", help="model B's COCO results file(s)")
+    p.add_argument("--b", nargs="+", metavar="JSON", help="model B's COCO results file(s); without: model A's AP "
+                                                          "and its interval alone")
     p.add_argument("--names", nargs=2, default=["A", "B"], metavar="NAME", help="names for the table (default A B)")
     p.add_argument("--dataset", metavar="NAME", help="the dataset (default: the first of DATASETS.TEST)")
     p.add_argument("--num-samples", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
@@ -93,13 +96,21 @@ def main(argv=None) -> int:
             raise ConfigError("DATASETS.TEST is empty; name the dataset with --dataset")
         dataset = args.dataset or cfg.DATASETS.TEST[0]
         _, gt = COCOEvaluator(dataset, distributed=False).ground_truth()
-        dets = [read_joined(args.a), read_joined(args.b)]
-        diffs = paired_differences(gt, dets[0], dets[1], args.num_samples, args.confidence, args.seed)
+        dets_a = read_joined(args.a)
+        if args.b:
+            diffs = paired_differences(gt, dets_a, read_joined(args.b), args.num_samples, args.confidence, args.seed)
+        else:
+            point = coco_scores(match_boxes(gt, dets_a))()
+            intervals = bootstrap_intervals(gt, dets_a, args.num_samples, args.confidence, args.seed)
     except (ConfigError, ValueError, KeyError, FileNotFoundError) as e:
         print(f"tools/compare_results.py: {e}", file=sys.stderr)
         return 2
-    print(f"{dataset}: {len(gt.img_ids)} images, {args.num_samples} paired bootstrap resamples (seed {args.seed})")
-    print(format_table(args.names, diffs, args.confidence))
+    if args.b:
+        print(f"{dataset}: {len(gt.img_ids)} images, {args.num_samples} paired bootstrap resamples (seed {args.seed})")
+        print(format_table(args.names, diffs, args.confidence))
+    else:
+        print(f"{dataset}, {args.names[0]}: " + format_intervals(point, intervals, len(gt.img_ids), args.num_samples,
+                                                                 args.confidence))
     return 0
 
 

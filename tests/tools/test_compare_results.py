@@ -61,3 +61,9 @@ def test_table_and_errors(tmp_path, capsys):
                              "--b", str(tmp_path / "b.json")]) == 2
     err = capsys.readouterr().err
     assert "a0.json and in" in err and "a.json" in err and "disjoint" in err
+
+    # one model alone: its AP with the interval, from the joined files as from one
+    assert tool.main(base + ["--dataset", "cmp", "--a", str(tmp_path / "a0.json"), str(tmp_path / "a1.json")]) == 0
+    alone = capsys.readouterr().out
+    assert "cmp, tight: 95% bootstrap intervals (200 resamples of the 30 images)" in alone
+    assert f"| AP | {cells[1]} |" in alone
