@@ -35,7 +35,8 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--a", nargs="+", required=True, metavar="JSON", help="model A's COCO results file(s)")
     p.add_argument("--b", nargs="+", metavar="JSON", help="model B's COCO results file(s); without: model A's AP "
                                                           "and its interval alone")
-    p.add_argument("--names", nargs=2, default=["A", "B"], metavar="NAME", help="names for the table (default A B)")
+    p.add_argument("--names", nargs="+", default=[], metavar="NAME",
+                   help="names of A and B for the table (default A B; one name with --a alone)")
     p.add_argument("--dataset", metavar="NAME", help="the dataset (default: the first of DATASETS.TEST)")
     p.add_argument("--num-samples", type=int, default=2000, metavar="N", help="bootstrap resamples (default 2000)")
     p.add_argument("--confidence", type=float, default=0.95, metavar="P", help="interval level (default 0.95)")
@@ -86,6 +87,10 @@ def format_table(names, diffs: dict, confidence: float) -> str:
 
 def main(argv=None) -> int:
     args = parse_args_with_overrides(get_parser(), argv)
+    if len(args.names) > 2:
+        print(f"tools/compare_results.py: --names takes one or two names, got {args.names}", file=sys.stderr)
+        return 2
+    args.names = list(args.names) + ["A", "B"][len(args.names):]
     try:
         check_bootstrap_cfg(args.num_samples, args.confidence)
         cfg = get_cfg()
