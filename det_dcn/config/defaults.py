@@ -303,6 +303,14 @@ _C.TEST.BBOX_VOTE = CN()
 _C.TEST.BBOX_VOTE.ENABLED = False
 _C.TEST.BBOX_VOTE.VOTE_TH = 0.8
 
+# Soft-NMS (Bodla et al. 2017; Detectron's keys) instead of the box head's NMS: overlapping boxes are kept with
+# their scores decayed, "linear" by 1 - IoU above MODEL.ROI_HEADS.NMS_THRESH_TEST, "gaussian" by exp(-IoU^2 / SIGMA).
+# Eager only: torch.export / ONNX export refuse it.
+_C.TEST.SOFT_NMS = CN()
+_C.TEST.SOFT_NMS.ENABLED = False
+_C.TEST.SOFT_NMS.METHOD = "linear"
+_C.TEST.SOFT_NMS.SIGMA = 0.5
+
 # Test-time augmentation (det_dcn/modeling/test_time_augmentation.py): evaluation also runs the model at every size
 # in MIN_SIZES (capped by MAX_SIZE), mirrored too with FLIP, and reports those merged detections as "bbox_TTA".
 _C.TEST.AUG = CN()

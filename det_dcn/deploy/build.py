@@ -31,6 +31,11 @@ def export_model(cfg, output: str, fmt: str = "onnx", opset_version: int = DEFAU
     if cfg.TEST.AUG.ENABLED:
         logger.warning("TEST.AUG.ENABLED: test-time augmentation is not exported; the file runs the model once, at "
                        f"INPUT.MIN_SIZE_TEST {cfg.INPUT.MIN_SIZE_TEST} (as evaluation's plain 'bbox' result)")
+    if cfg.TEST.SOFT_NMS.ENABLED:
+        logger.warning("TEST.SOFT_NMS.ENABLED: soft-NMS loops over the data and is not exported; the file runs NMS at "
+                       f"MODEL.ROI_HEADS.NMS_THRESH_TEST {cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST} (as evaluation with "
+                       "TEST.SOFT_NMS.ENABLED False)")
+        cfg.TEST.SOFT_NMS.ENABLED = False
     model = DefaultPredictor(cfg).model
     if fmt == "onnx":
         export_onnx(model, cfg, output, opset_version)

@@ -1,4 +1,7 @@
-"""Class-aware NMS and box voting, both of which also trace (torch.export, torch.compile, ONNX export)."""
+"""Class-aware NMS and box voting, both of which also trace (torch.export, torch.compile, ONNX export), and
+soft-NMS, which runs eagerly only."""
+
+from typing import Tuple
 
 import torch
 from torch import Tensor
@@ -36,3 +39,62 @@ def vote_boxes(kept: Tensor, boxes: Tensor, scores: Tensor, classes: Tensor, iou
     voters = (pairwise_iou(boxes[kept], boxes) >= iou_thresh) & (classes[kept][:, None] == classes[None, :])
     weights = voters.to(scores.dtype) * scores[None, :]
     return weights @ boxes / weights.sum(dim=1, keepdim=True)
+
+
+SOFT_NMS_METHODS = ("linear", "gaussian")
+
+
+def soft_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, method: str, sigma: float, iou_threshold: float,
+             min_score: float = 1e-4) -> Tuple[Tensor, Tensor]:
+    """Soft-NMS (Bodla et al. 2017; Detectron's TEST.SOFT_NMS) within each value of ``idxs``: the highest-scoring
+    box is kept and every other box of its class has its score multiplied by a decay of their IoU, then the same on
+    the rest. ``"linear"``: ``1 - IoU`` where IoU > ``iou_threshold``, else 1; ``"gaussian"``: ``exp(-IoU^2 /
+    sigma)``. A box whose decayed score falls below ``min_score`` is dropped.
+
+    Args:
+        boxes ``[N, 4]`` XYXY, scores ``[N]``, idxs ``[N]`` int64 (class).
+    Returns:
+        (kept indices ``[D]`` int64, their decayed scores ``[D]``), by decreasing decayed score.
+
+    Eager only: which box comes next depends on the decayed scores, a loop over the data that does not trace.
+    """
+    if method not in SOFT_NMS_METHODS:
+        raise ValueError(f"TEST.SOFT_NMS.METHOD must be one of {SOFT_NMS_METHODS}, got '{method}'")
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        raise RuntimeError("soft-NMS (TEST.SOFT_NMS.ENABLED) loops over the data and does not trace; export or "
+                           "compile with TEST.SOFT_NMS.ENABLED False (NMS at MODEL.ROI_HEADS.NMS_THRESH_TEST)")
+    kept, kept_scores = [boxes.new_zeros(0, dtype=torch.long)], [scores.new_zeros(0)]
+    for cls in torch.unique(idxs).tolist():
+        members = torch.nonzero(idxs == cls).squeeze(1)
+        order, decayed = _soft_nms_one_class(boxes[members], scores[members], method, sigma, iou_threshold,
+                                             min_score)
+        kept.append(members[order])
+        kept_scores.append(decayed)
+    kept, kept_scores = torch.cat(kept), torch.cat(kept_scores)
+    by_score = torch.argsort(kept_scores, descending=True, stable=True)
+    return kept[by_score], kept_scores[by_score]
+
+
+def _soft_nms_one_class(boxes: Tensor, scores: Tensor, method: str, sigma: float, iou_threshold: float,
+                        min_score: float) -> Tuple[Tensor, Tensor]:
+    """:func:`soft_nms` for one class: (positions in pick order, the scores they were picked with)."""
+    iou = pairwise_iou(boxes, boxes)
+    if method == "linear":
+        decay = torch.where(iou > iou_threshold, 1.0 - iou, torch.ones_like(iou))
+    else:
+        decay = torch.exp(-(iou * iou) / sigma)
+    current = scores.clone()
+    remaining = torch.ones_like(scores, dtype=torch.bool)
+    order, picked_scores = [], []
+    for _ in range(scores.numel()):
+        candidates = torch.where(remaining, current, torch.full_like(current, -1.0))
+        best = int(candidates.argmax())
+        if candidates[best] < min_score:
+            break
+        order.append(best)
+        picked_scores.append(current[best])
+        remaining[best] = False
+        current = current * decay[best]
+    if not order:
+        return scores.new_zeros(0, dtype=torch.long), scores.new_zeros(0)
+    return torch.tensor(order, dtype=torch.long, device=scores.device), torch.stack(picked_scores)

@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-import torch
 from torch import nn
 from torchvision.ops import roi_align
 
@@ -130,3 +129,17 @@ def test_test_time_augmentation_is_not_exported_and_says_so(tmp_path, monkeypatc
         build.export_model(cfg, str(tmp_path / "model.onnx"))
     assert [type(m).__name__ for m in exported] == ["GeneralizedRCNN"]
     assert "test-time augmentation is not exported" in caplog.text
+
+
+def test_soft_nms_is_not_exported_and_says_so(tmp_path, monkeypatch, caplog):
+    """TEST.SOFT_NMS.ENABLED: the file gets NMS (soft-NMS does not trace), with a warning naming the key."""
+    import det_dcn.deploy.build as build
+
+    exported = []
+    monkeypatch.setattr(build, "export_onnx", lambda model, cfg, output, opset: exported.append(model))
+    cfg = variant_cfg("plain", ["TEST.SOFT_NMS.ENABLED", True])
+    with caplog.at_level("WARNING", logger="det_dcn.deploy.build"):
+        build.export_model(cfg, str(tmp_path / "model.onnx"))
+    assert exported[0].roi_heads.box_predictor.test_soft_nms is None
+    assert "TEST.SOFT_NMS.ENABLED: soft-NMS loops over the data and is not exported" in caplog.text
+    assert cfg.TEST.SOFT_NMS.ENABLED  # the caller's config is left as it was

@@ -137,3 +137,40 @@ def test_box_voting_config_keys():
     assert FastRCNNOutputLayers.from_config(cfg, 8).test_vote_iou_thresh is None
     cfg.merge_from_list(["TEST.BBOX_VOTE.ENABLED", "True", "TEST.BBOX_VOTE.VOTE_TH", "0.7"])
     assert FastRCNNOutputLayers.from_config(cfg, 8).test_vote_iou_thresh == 0.7
+
+
+def test_inference_soft_nms_keeps_overlaps_with_decayed_scores():
+    """TEST.SOFT_NMS: the candidates NMS would suppress stay, scored by soft_nms; box voting still applies after."""
+    from det_dcn.modeling.nms import soft_nms
+
+    rois = torch.tensor([[0.0, 0, 10, 10], [0, 0, 10, 11], [30, 30, 40, 40]])
+    scores = logits_for([[0.8, 0.1, 0.1], [0.7, 0.1, 0.2], [0.01, 0.9, 0.09]])
+    deltas = torch.zeros(3, 8)
+    (plain,) = predictor(test_nms_thresh=0.5).inference((scores, deltas), [rois], [(50, 50)])
+    (soft,) = predictor(test_nms_thresh=0.5, test_soft_nms=("gaussian", 0.5)).inference((scores, deltas), [rois],
+                                                                                          [(50, 50)])
+    assert len(plain["scores"]) == 3 and len(soft["scores"]) == 5  # RoI 1's boxes (IoU 0.91 with RoI 0) stay
+    probs = torch.softmax(scores, -1)[:, :2]
+    roi_idx, cls_idx = (probs > 0.05).nonzero(as_tuple=True)
+    keep, expected = soft_nms(rois[roi_idx], probs[roi_idx, cls_idx], cls_idx, "gaussian", 0.5, 0.5)
+    torch.testing.assert_close(soft["scores"], expected)
+    torch.testing.assert_close(soft["boxes"], rois[roi_idx[keep]])
+    assert soft["classes"].tolist() == cls_idx[keep].tolist()
+    (voted,) = predictor(test_nms_thresh=0.5, test_soft_nms=("gaussian", 0.5), test_vote_iou_thresh=0.8).inference(
+        (scores, deltas), [rois], [(50, 50)])
+    torch.testing.assert_close(voted["scores"], soft["scores"])
+    assert not torch.equal(voted["boxes"], soft["boxes"])
+
+
+def test_soft_nms_config_keys():
+    from det_dcn.config import get_cfg
+
+    cfg = get_cfg()
+    assert FastRCNNOutputLayers.from_config(cfg, 8).test_soft_nms is None
+    cfg.merge_from_list(["TEST.SOFT_NMS.ENABLED", "True", "TEST.SOFT_NMS.METHOD", "gaussian", "TEST.SOFT_NMS.SIGMA",
+                         "0.3"])
+    assert FastRCNNOutputLayers.from_config(cfg, 8).test_soft_nms == ("gaussian", 0.3)
+    with pytest.raises(ValueError, match="TEST.SOFT_NMS.METHOD.*'hard'"):
+        predictor(test_soft_nms=("hard", 0.5))
+    with pytest.raises(ValueError, match="TEST.SOFT_NMS.SIGMA"):
+        predictor(test_soft_nms=("gaussian", 0.0))

@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from ..box_coder import Box2BoxTransform
 from ..box_ops import clip_boxes, min_size_mask
-from ..nms import batched_nms, vote_boxes
+from ..nms import SOFT_NMS_METHODS, batched_nms, soft_nms, vote_boxes
 from ..losses import BOX_REG_LOSS_TYPES, box_regression_loss
 
 
@@ -30,6 +30,7 @@ class FastRCNNOutputLayers(nn.Module):
         test_topk_per_image: int = 100,
         test_min_box_size: float = 0.0,
         test_vote_iou_thresh: Optional[float] = None,
+        test_soft_nms: Optional[Tuple[str, float]] = None,
     ):
         super().__init__()
         if num_classes < 1:
@@ -40,6 +41,11 @@ class FastRCNNOutputLayers(nn.Module):
             )
         if test_vote_iou_thresh is not None and not 0.0 < test_vote_iou_thresh <= 1.0:
             raise ValueError(f"TEST.BBOX_VOTE.VOTE_TH must lie in (0, 1], got {test_vote_iou_thresh}")
+        if test_soft_nms is not None:
+            if test_soft_nms[0] not in SOFT_NMS_METHODS:
+                raise ValueError(f"TEST.SOFT_NMS.METHOD must be one of {SOFT_NMS_METHODS}, got '{test_soft_nms[0]}'")
+            if not test_soft_nms[1] > 0:
+                raise ValueError(f"TEST.SOFT_NMS.SIGMA must be > 0, got {test_soft_nms[1]}")
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
         self.bbox_pred = nn.Linear(input_size, 4 if cls_agnostic_bbox_reg else num_classes * 4)
@@ -57,6 +63,7 @@ class FastRCNNOutputLayers(nn.Module):
         self.test_topk_per_image = test_topk_per_image
         self.test_min_box_size = test_min_box_size
         self.test_vote_iou_thresh = test_vote_iou_thresh  # None: no box voting
+        self.test_soft_nms = test_soft_nms  # (method, sigma); None: NMS
 
     @classmethod
     def from_config(cls, cfg, input_size: int) -> "FastRCNNOutputLayers":
@@ -74,6 +81,7 @@ class FastRCNNOutputLayers(nn.Module):
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             test_min_box_size=rh.MIN_BOX_SIZE_TEST,
             test_vote_iou_thresh=cfg.TEST.BBOX_VOTE.VOTE_TH if cfg.TEST.BBOX_VOTE.ENABLED else None,
+            test_soft_nms=(cfg.TEST.SOFT_NMS.METHOD, cfg.TEST.SOFT_NMS.SIGMA) if cfg.TEST.SOFT_NMS.ENABLED else None,
         )
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -126,9 +134,9 @@ class FastRCNNOutputLayers(nn.Module):
     def inference(
         self, predictions: Tuple[Tensor, Tensor], proposal_boxes: List[Tensor], image_sizes: List[Tuple[int, int]]
     ) -> List[Dict[str, Tensor]]:
-        """Detections per image: softmax, decode, clip, score threshold, (min size), per-class NMS, top-k, (box
-        voting: each kept box the score-weighted mean of the candidates of its class overlapping it by
-        ``test_vote_iou_thresh``).
+        """Detections per image: softmax, decode, clip, score threshold, (min size), per-class NMS (or soft-NMS with
+        ``test_soft_nms``: overlapping boxes kept with decayed scores), top-k, (box voting: each kept box the
+        score-weighted mean of the candidates of its class overlapping it by ``test_vote_iou_thresh``).
 
         Returns per image {"boxes" ``[D, 4]``, "scores" ``[D]``, "classes" ``[D]`` int64 in [0, K)}, by decreasing
         score, in the coordinates of the (resized) input image.
@@ -165,11 +173,15 @@ class FastRCNNOutputLayers(nn.Module):
         if self.test_min_box_size > 0:
             keep = min_size_mask(cand_boxes, self.test_min_box_size)
             cand_boxes, cand_scores, cls_idx = cand_boxes[keep], cand_scores[keep], cls_idx[keep]
-        keep = batched_nms(cand_boxes, cand_scores, cls_idx, self.test_nms_thresh)
+        if self.test_soft_nms is None:
+            keep = batched_nms(cand_boxes, cand_scores, cls_idx, self.test_nms_thresh)
+            kept_scores = cand_scores[keep]
+        else:
+            keep, kept_scores = soft_nms(cand_boxes, cand_scores, cls_idx, *self.test_soft_nms, self.test_nms_thresh)
         if self.test_topk_per_image >= 0:
-            keep = keep[: self.test_topk_per_image]
+            keep, kept_scores = keep[: self.test_topk_per_image], kept_scores[: self.test_topk_per_image]
         if self.test_vote_iou_thresh is None:
             kept_boxes = cand_boxes[keep]
         else:
             kept_boxes = vote_boxes(keep, cand_boxes, cand_scores, cls_idx, self.test_vote_iou_thresh)
-        return {"boxes": kept_boxes, "scores": cand_scores[keep], "classes": cls_idx[keep]}
+        return {"boxes": kept_boxes, "scores": kept_scores, "classes": cls_idx[keep]}
