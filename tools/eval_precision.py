@@ -7,7 +7,8 @@ r"""Box AP of one detector in several precisions on a dataset: fp32 eager, bf16 
 Rows: "fp32 eager" (DefaultPredictor), "bf16 eager" (--bf16: DefaultPredictor(precision="bf16"), refused on a CPU
 without bfloat16 instructions) and one per --onnx file (OnnxPredictor, named by the file and its metadata's
 precision), each with AP, AP50, AP75 and the AP difference to fp32 eager, on --dataset (default the config's first
-DATASETS.TEST). KEY VALUE pairs override the config.
+DATASETS.TEST). KEY VALUE pairs override the config. With --onnx files the eager rows run what the files run
+(``exported_config``: soft-NMS becomes NMS, with a warning), so the differences are those of precision alone.
 """
 
 import argparse
@@ -18,6 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from det_dcn.config import get_cfg  # noqa: E402
 from det_dcn.deploy import OnnxPredictor  # noqa: E402
+from det_dcn.deploy.build import exported_config  # noqa: E402
 from det_dcn.deploy.evaluate import evaluate_predictors  # noqa: E402
 from det_dcn.engine.predictor import DefaultPredictor  # noqa: E402
 from det_dcn.utils.logger import setup_logger  # noqa: E402
@@ -43,6 +45,8 @@ def main(argv=None) -> dict:
     dataset = args.dataset or (cfg.DATASETS.TEST[0] if cfg.DATASETS.TEST else None)
     if dataset is None:
         raise SystemExit("no dataset: give --dataset or set DATASETS.TEST")
+    if args.onnx:
+        cfg = exported_config(cfg)
     predictors = {"fp32 eager": DefaultPredictor(cfg)}
     if args.bf16:
         predictors["bf16 eager"] = DefaultPredictor(cfg, precision="bf16")

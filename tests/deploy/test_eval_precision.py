@@ -61,3 +61,35 @@ def test_eval_precision_tool_prints_the_table(shapes_val, tmp_path, capsys):
     assert list(results) == ["fp32 eager"] + (["bf16 eager"] if bf16 else [])
     out = capsys.readouterr().out
     assert "| fp32 eager |" in out and "+0.00 |" in out
+
+
+def test_eval_precision_compares_with_what_the_files_run(shapes_val, tmp_path, monkeypatch, capsys):
+    """With --onnx files and TEST.SOFT_NMS on, the eager rows run NMS as the exported files do (and say so)."""
+    sys.path[:0] = [os.path.join(REPO, "tools"), os.path.join(REPO, "tests", "tools")]
+    import eval_precision
+    from tiny_model import write_tiny_model
+
+    class FileStandIn:  # an exported file's predictor: no detections (only the eager row's config matters here)
+        precision = "fp32"
+
+        def __init__(self, path, threads=0):
+            pass
+
+        def __call__(self, bgr):
+            return {"boxes": np.zeros((0, 4), np.float32), "scores": np.zeros(0, np.float32),
+                    "classes": np.zeros(0, np.int64)}
+
+    built = []
+    real_predictor = eval_precision.DefaultPredictor
+    monkeypatch.setattr(eval_precision, "OnnxPredictor", FileStandIn)
+    monkeypatch.setattr(eval_precision, "DefaultPredictor",
+                        lambda cfg, **kw: built.append(cfg.TEST.SOFT_NMS.ENABLED) or real_predictor(cfg, **kw))
+    config = ["--config-file", write_tiny_model(str(tmp_path)), "--dataset", shapes_val]
+    soft_nms = ["TEST.SOFT_NMS.ENABLED", "True"]
+    eval_precision.main(config + soft_nms)
+    assert built == [True] and "soft-NMS" not in capsys.readouterr().err  # no file: eager as configured
+    results = eval_precision.main(["--onnx", "model.onnx"] + config + soft_nms)
+    assert built == [True, False]
+    out = capsys.readouterr()
+    assert "soft-NMS loops over the data and is not exported" in out.out + out.err
+    assert results["model.onnx (fp32 onnxruntime)"]["AP"] == pytest.approx(0.0)
