@@ -3,16 +3,17 @@
 detectron2's ``GeneralizedRCNNWithTTA`` and config keys (TEST.AUG.MIN_SIZES / MAX_SIZE / FLIP), which merge by
 per-class NMS. det_dcn adds box voting (TEST.AUG.MERGE "vote", ``nms.vote_boxes``): each box NMS keeps is
 replaced by the score-weighted mean of the boxes of its class that overlap it by at least TEST.AUG.VOTE_IOU_THRESH, so
-that the augmentations average their localisation errors instead of one of them winning.
+that the augmentations average their localisation errors instead of one of them winning. With TEST.SOFT_NMS the
+merge is soft-NMS too, as in one pass.
 """
 
 import contextlib
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor, nn
 
-from .nms import batched_nms, vote_boxes
+from .nms import batched_nms, soft_nms, vote_boxes
 
 MERGE_MODES = ("nms", "vote")
 
@@ -41,7 +42,8 @@ class GeneralizedRCNNWithTTA(nn.Module):
     "height" x "width" pixels, "scores" ``[D]``, "classes" ``[D]`` int64}, at most ``topk_per_image`` by decreasing
     score. ``merge``: "nms" (detectron2's: per-class NMS at ``nms_thresh`` over the union of the augmentations'
     detections) or "vote" (the same NMS, then each kept box is the score-weighted mean of its class's boxes that
-    overlap it by >= ``vote_iou_thresh``; its score stays the highest one).
+    overlap it by >= ``vote_iou_thresh``; its score stays the highest one). ``soft_nms`` (method, sigma): soft-NMS
+    (``nms.soft_nms``) at ``nms_thresh`` instead of NMS in either mode.
     """
 
     def __init__(
@@ -54,6 +56,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
         nms_thresh: float = 0.5,
         topk_per_image: int = 100,
         vote_iou_thresh: float = 0.7,
+        soft_nms: Optional[Tuple[str, float]] = None,
     ):
         super().__init__()
         if len(min_sizes) == 0 or any(int(s) <= 0 for s in min_sizes):
@@ -76,6 +79,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
         self.nms_thresh = float(nms_thresh)
         self.topk_per_image = int(topk_per_image)
         self.vote_iou_thresh = float(vote_iou_thresh)
+        self.soft_nms = soft_nms
 
     @classmethod
     def from_config(cls, cfg, model: nn.Module) -> "GeneralizedRCNNWithTTA":
@@ -89,16 +93,20 @@ class GeneralizedRCNNWithTTA(nn.Module):
             nms_thresh=cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
             topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             vote_iou_thresh=aug.VOTE_IOU_THRESH,
+            soft_nms=(cfg.TEST.SOFT_NMS.METHOD, cfg.TEST.SOFT_NMS.SIGMA) if cfg.TEST.SOFT_NMS.ENABLED else None,
         )
 
     def describe(self) -> str:
         """One line for the log: the sizes, the flip and the merge rule."""
         passes = len(self.min_sizes) * (2 if self.flip else 1)
         line = (f"shorter side {self.min_sizes} (longer at most {self.max_size}){', and mirrored' if self.flip else ''}: "
-                f"{passes} passes per image, merged by per-class NMS at IoU {self.nms_thresh}")
+                f"{passes} passes per image, merged by per-class {self._suppression()} at IoU {self.nms_thresh}")
         if self.merge == "vote":
             line += f", then box voting (IoU >= {self.vote_iou_thresh})"
         return line
+
+    def _suppression(self) -> str:
+        return "NMS" if self.soft_nms is None else f"soft-NMS ({self.soft_nms[0]}, sigma {self.soft_nms[1]})"
 
     def _augmented_detections(self, batched_inputs: List[dict]) -> List[List[Dict[str, Tensor]]]:
         """Per image, the detections of every augmentation, in that image's output pixels."""
@@ -118,14 +126,18 @@ class GeneralizedRCNNWithTTA(nn.Module):
         boxes = torch.cat([d["boxes"].float() for d in detections])
         scores = torch.cat([d["scores"].float() for d in detections])
         classes = torch.cat([d["classes"] for d in detections])
-        keep = batched_nms(boxes, scores, classes, self.nms_thresh)
+        if self.soft_nms is None:
+            keep = batched_nms(boxes, scores, classes, self.nms_thresh)
+            kept_scores = scores[keep]
+        else:
+            keep, kept_scores = soft_nms(boxes, scores, classes, *self.soft_nms, self.nms_thresh)
         if self.topk_per_image >= 0:
-            keep = keep[: self.topk_per_image]
+            keep, kept_scores = keep[: self.topk_per_image], kept_scores[: self.topk_per_image]
         if self.merge == "vote":
             merged = vote_boxes(keep, boxes, scores, classes, self.vote_iou_thresh)
         else:
             merged = boxes[keep]
-        return {"boxes": merged, "scores": scores[keep], "classes": classes[keep]}
+        return {"boxes": merged, "scores": kept_scores, "classes": classes[keep]}
 
     def forward(self, batched_inputs: List[dict]) -> List[Dict[str, Tensor]]:
         if self.model.training:

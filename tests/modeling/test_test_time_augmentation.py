@@ -7,7 +7,7 @@ from torch import nn
 
 from det_dcn.config import get_cfg
 from det_dcn.config.compat import check_supported_parts
-from det_dcn.modeling.nms import vote_boxes
+from det_dcn.modeling.nms import soft_nms, vote_boxes
 from det_dcn.modeling.test_time_augmentation import GeneralizedRCNNWithTTA, hflip_boxes
 
 from heads_test_utils import TinyBackbone, single_thread, tiny_cfg  # noqa: F401
@@ -114,6 +114,26 @@ def test_vote_averages_the_passes_localisation():
     torch.testing.assert_close(nms["boxes"][0], boxes[scores.argmax()])
     torch.testing.assert_close(vote["boxes"][0], (scores[:, None] * boxes).sum(0) / scores.sum())
     assert vote["scores"].item() == nms["scores"].item() == scores.max().item()
+
+
+def test_soft_nms_merges_the_passes_when_configured():
+    """With TEST.SOFT_NMS the passes are merged by soft-NMS as one pass would be: the other passes' boxes stay with
+    decayed scores instead of being removed."""
+    model = BrightBoxDetector()
+    image = _image_with_patch(11, 21, 42, 49)
+    soft = GeneralizedRCNNWithTTA(model, (25, 35, 45), 500, flip=False, soft_nms=("gaussian", 0.5))([{"image": image}])[0]
+    nms = GeneralizedRCNNWithTTA(model, (25, 35, 45), 500, flip=False)([{"image": image}])[0]
+    per_pass = [GeneralizedRCNNWithTTA(model, (s,), 500, flip=False)([{"image": image}])[0] for s in (25, 35, 45)]
+    boxes = torch.cat([p["boxes"] for p in per_pass])
+    scores = torch.cat([p["scores"] for p in per_pass])
+    keep, kept_scores = soft_nms(boxes, scores, torch.zeros(3, dtype=torch.long), "gaussian", 0.5, 0.5)
+    assert len(nms["boxes"]) == 1 and len(soft["boxes"]) == 3
+    torch.testing.assert_close(soft["boxes"], boxes[keep])
+    torch.testing.assert_close(soft["scores"], kept_scores)
+    cfg = get_cfg()
+    cfg.TEST.SOFT_NMS.ENABLED, cfg.TEST.SOFT_NMS.METHOD = True, "gaussian"
+    tta = GeneralizedRCNNWithTTA.from_config(cfg, model)
+    assert tta.soft_nms == ("gaussian", 0.5) and "soft-NMS (gaussian, sigma 0.5)" in tta.describe()
 
 
 def test_one_pass_at_the_models_size_is_the_plain_model():
