@@ -1,7 +1,7 @@
 """Class-aware NMS and box voting, both of which also trace (torch.export, torch.compile, ONNX export), and
 soft-NMS, which runs eagerly only."""
 
-from typing import Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -58,8 +58,7 @@ def soft_nms(boxes: Tensor, scores: Tensor, idxs: Tensor, method: str, sigma: fl
 
     Eager only: which box comes next depends on the decayed scores, a loop over the data that does not trace.
     """
-    if method not in SOFT_NMS_METHODS:
-        raise ValueError(f"TEST.SOFT_NMS.METHOD must be one of {SOFT_NMS_METHODS}, got '{method}'")
+    check_soft_nms((method, sigma))
     if torch.compiler.is_compiling() or torch.compiler.is_exporting():
         raise RuntimeError("soft-NMS (TEST.SOFT_NMS.ENABLED) loops over the data and does not trace; export or "
                            "compile with TEST.SOFT_NMS.ENABLED False (NMS at MODEL.ROI_HEADS.NMS_THRESH_TEST)")
@@ -98,3 +97,29 @@ def _soft_nms_one_class(boxes: Tensor, scores: Tensor, method: str, sigma: float
     if not order:
         return scores.new_zeros(0, dtype=torch.long), scores.new_zeros(0)
     return torch.tensor(order, dtype=torch.long, device=scores.device), torch.stack(picked_scores)
+
+
+def check_soft_nms(soft: Optional[Tuple[str, float]]) -> None:
+    """Raise ValueError naming the TEST.SOFT_NMS key when ``soft`` (method, sigma) is not a valid setting."""
+    if soft is None:
+        return
+    if soft[0] not in SOFT_NMS_METHODS:
+        raise ValueError(f"TEST.SOFT_NMS.METHOD must be one of {SOFT_NMS_METHODS}, got '{soft[0]}'")
+    if not soft[1] > 0:
+        raise ValueError(f"TEST.SOFT_NMS.SIGMA must be > 0, got {soft[1]}")
+
+
+def soft_nms_setting(cfg) -> Optional[Tuple[str, float]]:
+    """(TEST.SOFT_NMS.METHOD, SIGMA) when TEST.SOFT_NMS.ENABLED, else None (NMS)."""
+    soft = cfg.TEST.SOFT_NMS
+    return (soft.METHOD, soft.SIGMA) if soft.ENABLED else None
+
+
+def suppress(boxes: Tensor, scores: Tensor, idxs: Tensor, iou_threshold: float,
+             soft: Optional[Tuple[str, float]] = None) -> Tuple[Tensor, Tensor]:
+    """Per-class NMS (:func:`batched_nms`), or soft-NMS when ``soft`` is (method, sigma): (kept indices, their
+    scores), by decreasing score."""
+    if soft is None:
+        keep = batched_nms(boxes, scores, idxs, iou_threshold)
+        return keep, scores[keep]
+    return soft_nms(boxes, scores, idxs, soft[0], soft[1], iou_threshold)

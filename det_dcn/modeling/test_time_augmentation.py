@@ -13,7 +13,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import torch
 from torch import Tensor, nn
 
-from .nms import batched_nms, soft_nms, vote_boxes
+from .nms import check_soft_nms, soft_nms_setting, suppress, vote_boxes
 
 MERGE_MODES = ("nms", "vote")
 
@@ -67,6 +67,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
             raise ValueError(f"TEST.AUG.MERGE must be one of {MERGE_MODES}, got {merge!r}")
         if not 0.0 < vote_iou_thresh <= 1.0:
             raise ValueError(f"TEST.AUG.VOTE_IOU_THRESH must lie in (0, 1], got {vote_iou_thresh}")
+        check_soft_nms(soft_nms)
         for attr in ("min_size_test", "max_size_test", "inference"):
             if not hasattr(model, attr):
                 raise TypeError(f"GeneralizedRCNNWithTTA wraps a GeneralizedRCNN-like model (with {attr}), got "
@@ -93,7 +94,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
             nms_thresh=cfg.MODEL.ROI_HEADS.NMS_THRESH_TEST,
             topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             vote_iou_thresh=aug.VOTE_IOU_THRESH,
-            soft_nms=(cfg.TEST.SOFT_NMS.METHOD, cfg.TEST.SOFT_NMS.SIGMA) if cfg.TEST.SOFT_NMS.ENABLED else None,
+            soft_nms=soft_nms_setting(cfg),
         )
 
     def describe(self) -> str:
@@ -126,11 +127,7 @@ class GeneralizedRCNNWithTTA(nn.Module):
         boxes = torch.cat([d["boxes"].float() for d in detections])
         scores = torch.cat([d["scores"].float() for d in detections])
         classes = torch.cat([d["classes"] for d in detections])
-        if self.soft_nms is None:
-            keep = batched_nms(boxes, scores, classes, self.nms_thresh)
-            kept_scores = scores[keep]
-        else:
-            keep, kept_scores = soft_nms(boxes, scores, classes, *self.soft_nms, self.nms_thresh)
+        keep, kept_scores = suppress(boxes, scores, classes, self.nms_thresh, self.soft_nms)
         if self.topk_per_image >= 0:
             keep, kept_scores = keep[: self.topk_per_image], kept_scores[: self.topk_per_image]
         if self.merge == "vote":

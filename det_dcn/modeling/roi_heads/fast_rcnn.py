@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 from ..box_coder import Box2BoxTransform
 from ..box_ops import clip_boxes, min_size_mask
-from ..nms import SOFT_NMS_METHODS, batched_nms, soft_nms, vote_boxes
+from ..nms import check_soft_nms, soft_nms_setting, suppress, vote_boxes
 from ..losses import BOX_REG_LOSS_TYPES, box_regression_loss
 
 
@@ -41,11 +41,7 @@ class FastRCNNOutputLayers(nn.Module):
             )
         if test_vote_iou_thresh is not None and not 0.0 < test_vote_iou_thresh <= 1.0:
             raise ValueError(f"TEST.BBOX_VOTE.VOTE_TH must lie in (0, 1], got {test_vote_iou_thresh}")
-        if test_soft_nms is not None:
-            if test_soft_nms[0] not in SOFT_NMS_METHODS:
-                raise ValueError(f"TEST.SOFT_NMS.METHOD must be one of {SOFT_NMS_METHODS}, got '{test_soft_nms[0]}'")
-            if not test_soft_nms[1] > 0:
-                raise ValueError(f"TEST.SOFT_NMS.SIGMA must be > 0, got {test_soft_nms[1]}")
+        check_soft_nms(test_soft_nms)
         self.num_classes = num_classes
         self.cls_score = nn.Linear(input_size, num_classes + 1)
         self.bbox_pred = nn.Linear(input_size, 4 if cls_agnostic_bbox_reg else num_classes * 4)
@@ -81,7 +77,7 @@ class FastRCNNOutputLayers(nn.Module):
             test_topk_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             test_min_box_size=rh.MIN_BOX_SIZE_TEST,
             test_vote_iou_thresh=cfg.TEST.BBOX_VOTE.VOTE_TH if cfg.TEST.BBOX_VOTE.ENABLED else None,
-            test_soft_nms=(cfg.TEST.SOFT_NMS.METHOD, cfg.TEST.SOFT_NMS.SIGMA) if cfg.TEST.SOFT_NMS.ENABLED else None,
+            test_soft_nms=soft_nms_setting(cfg),
         )
 
     def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
@@ -173,11 +169,7 @@ class FastRCNNOutputLayers(nn.Module):
         if self.test_min_box_size > 0:
             keep = min_size_mask(cand_boxes, self.test_min_box_size)
             cand_boxes, cand_scores, cls_idx = cand_boxes[keep], cand_scores[keep], cls_idx[keep]
-        if self.test_soft_nms is None:
-            keep = batched_nms(cand_boxes, cand_scores, cls_idx, self.test_nms_thresh)
-            kept_scores = cand_scores[keep]
-        else:
-            keep, kept_scores = soft_nms(cand_boxes, cand_scores, cls_idx, *self.test_soft_nms, self.test_nms_thresh)
+        keep, kept_scores = suppress(cand_boxes, cand_scores, cls_idx, self.test_nms_thresh, self.test_soft_nms)
         if self.test_topk_per_image >= 0:
             keep, kept_scores = keep[: self.test_topk_per_image], kept_scores[: self.test_topk_per_image]
         if self.test_vote_iou_thresh is None:
