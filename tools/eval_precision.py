@@ -18,6 +18,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from det_dcn.config import get_cfg  # noqa: E402
+from det_dcn.config.overrides import parse_args_with_overrides  # noqa: E402
 from det_dcn.deploy import OnnxPredictor  # noqa: E402
 from det_dcn.deploy.build import exported_config  # noqa: E402
 from det_dcn.deploy.evaluate import evaluate_predictors  # noqa: E402
@@ -32,12 +33,12 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--bf16", action="store_true", help="also DefaultPredictor(precision='bf16')")
     p.add_argument("--dataset", default=None, help="registered dataset (default: the config's first DATASETS.TEST)")
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0: one per core)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, metavar="KEY VALUE", help="config overrides")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides, anywhere on the line")
     return p
 
 
 def main(argv=None) -> dict:
-    args = get_parser().parse_args(argv)
+    args = parse_args_with_overrides(get_parser(), argv)  # a config key ends --onnx / --rates lists
     setup_logger(name="det_dcn")
     cfg = get_cfg()
     cfg.merge_from_file(args.config_file)

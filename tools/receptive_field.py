@@ -37,7 +37,7 @@ def get_parser() -> argparse.ArgumentParser:
     p.add_argument("--gridding-output", default=None, help="PNG of the gridding path-count maps")
     p.add_argument("--rates", nargs="*", default=["2,2,2", "1,2,3"],
                    help="dilation stacks for the gridding picture, comma-separated (default: 2,2,2 1,2,3)")
-    p.add_argument("opts", nargs=argparse.REMAINDER, help="KEY VALUE config overrides (all configs)")
+    p.add_argument("opts", nargs="*", metavar="KEY VALUE", help="config overrides (all configs), anywhere on the line")
     return p
 
 
@@ -66,7 +66,9 @@ def load_images(args, cfg):
 
 
 def main(argv=None) -> int:
-    args = get_parser().parse_args(argv)
+    from det_dcn.config.overrides import parse_args_with_overrides
+
+    args = parse_args_with_overrides(get_parser(), argv)  # a config key ends the --rates list
     import torch
 
     from det_dcn.analysis import figures, gridding

@@ -88,7 +88,7 @@ def test_eval_precision_compares_with_what_the_files_run(shapes_val, tmp_path, m
     soft_nms = ["TEST.SOFT_NMS.ENABLED", "True"]
     eval_precision.main(config + soft_nms)
     assert built == [True] and "soft-NMS" not in capsys.readouterr().err  # no file: eager as configured
-    results = eval_precision.main(["--onnx", "model.onnx"] + config + soft_nms)
+    results = eval_precision.main(config + ["--onnx", "model.onnx"] + soft_nms)  # the key ends the --onnx list
     assert built == [True, False]
     out = capsys.readouterr()
     assert "soft-NMS loops over the data and is not exported" in out.out + out.err

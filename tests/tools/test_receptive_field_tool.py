@@ -35,3 +35,11 @@ def test_parse_rates():
     assert rf_tool.parse_rates("1, 2,3") == [1, 2, 3]
     with pytest.raises(ValueError, match="positive"):
         rf_tool.parse_rates("0,1")
+
+
+def test_a_config_key_ends_the_rates_list():
+    from det_dcn.config.overrides import parse_args_with_overrides
+
+    args = parse_args_with_overrides(rf_tool.get_parser(), ["--config-file", "c.yaml", "--rates", "2,2,2", "1,2,3",
+                                                            "MODEL.RESNETS.DEPTH", "50", "--size", "64"])
+    assert args.rates == ["2,2,2", "1,2,3"] and args.opts == ["MODEL.RESNETS.DEPTH", "50"] and args.size == 64
