@@ -24,7 +24,6 @@ _PARTS: List[_Check] = [
                                                 "set it False"),
     ("SOLVER.REFERENCE_WORLD_SIZE", bool, "det_dcn does not rescale the schedule to the number of processes; set "
                                           "SOLVER.REFERENCE_WORLD_SIZE 0 and SOLVER.IMS_PER_BATCH / BASE_LR yourself"),
-    ("SOLVER.BASE_LR_END", bool, "det_dcn's WarmupCosineLR ends at 0; set SOLVER.BASE_LR_END 0.0"),
     ("TEST.PRECISE_BN.ENABLED", bool, "det_dcn has no precise-BN pass (its detection configs use FrozenBN); "
                                       "set TEST.PRECISE_BN.ENABLED False"),
     ("TEST.EXPECTED_RESULTS", bool, "det_dcn does not check results against expected values; set "

@@ -8,6 +8,7 @@ Parameter groups (detectron2's rules, with WEIGHT_DECAY_NORM covering norm layer
 Frozen parameters (``requires_grad=False``) are left out; a parameter shared by two modules appears once.
 """
 
+import logging
 from collections import OrderedDict
 from typing import Any, Dict, List, Tuple
 
@@ -15,6 +16,8 @@ import torch
 from torch import nn
 
 from .lr_scheduler import WarmupCosineLR, WarmupMultiStepLR
+
+logger = logging.getLogger(__name__)
 
 NORM_MODULE_TYPES: Tuple[type, ...] = (
     nn.modules.batchnorm._BatchNorm,  # BatchNorm1d/2d/3d and SyncBatchNorm
@@ -88,9 +91,11 @@ def build_optimizer(cfg, model: nn.Module) -> torch.optim.Optimizer:
 
 
 def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LRScheduler:
-    """``SOLVER.LR_SCHEDULER_NAME``: "WarmupMultiStepLR" (STEPS, GAMMA) or "WarmupCosineLR" (MAX_ITER)."""
+    """``SOLVER.LR_SCHEDULER_NAME``: "WarmupMultiStepLR" (STEPS, GAMMA) or "WarmupCosineLR" (MAX_ITER, BASE_LR_END)."""
     s = cfg.SOLVER
     name = s.LR_SCHEDULER_NAME
+    if s.BASE_LR_END and name != "WarmupCosineLR":
+        logger.warning("SOLVER.BASE_LR_END %s is ignored: only WarmupCosineLR ends at it, not %s", s.BASE_LR_END, name)
     if name == "WarmupMultiStepLR":
         return WarmupMultiStepLR(
             optimizer,
@@ -102,12 +107,16 @@ def build_lr_scheduler(cfg, optimizer: torch.optim.Optimizer) -> torch.optim.lr_
             max_iter=s.MAX_ITER,
         )
     if name == "WarmupCosineLR":
+        if s.BASE_LR_END and not (s.BASE_LR > 0 and 0 <= s.BASE_LR_END <= s.BASE_LR):
+            raise ValueError(f"SOLVER.BASE_LR_END {s.BASE_LR_END}: the LR the cosine ends at must lie in "
+                             f"[0, SOLVER.BASE_LR {s.BASE_LR}] with SOLVER.BASE_LR > 0")
         return WarmupCosineLR(
             optimizer,
             s.MAX_ITER,
             warmup_factor=s.WARMUP_FACTOR,
             warmup_iters=s.WARMUP_ITERS,
             warmup_method=s.WARMUP_METHOD,
+            end_factor=s.BASE_LR_END / s.BASE_LR if s.BASE_LR_END else 0.0,
         )
     raise ValueError(
         f"SOLVER.LR_SCHEDULER_NAME: unknown scheduler '{name}'; expected 'WarmupMultiStepLR' or 'WarmupCosineLR'"

@@ -98,7 +98,8 @@ class WarmupMultiStepLR(_WarmupLR):
 
 
 class WarmupCosineLR(_WarmupLR):
-    """Warmup, then half a cosine from the base LR at iteration 0 down to 0 at ``max_iter``."""
+    """Warmup, then half a cosine from the base LR at iteration 0 down to ``end_factor`` x the base LR at ``max_iter``
+    (detectron2's ``SOLVER.BASE_LR_END / SOLVER.BASE_LR``; 0 by default)."""
 
     def __init__(
         self,
@@ -108,12 +109,19 @@ class WarmupCosineLR(_WarmupLR):
         warmup_iters: int = 1000,
         warmup_method: str = "linear",
         last_epoch: int = -1,
+        end_factor: float = 0.0,
     ):
         if max_iter <= 0:
             raise ValueError(f"SOLVER.MAX_ITER must be > 0 for WarmupCosineLR, got {max_iter}")
+        if not (math.isfinite(end_factor) and 0.0 <= end_factor <= 1.0):
+            raise ValueError(
+                f"WarmupCosineLR: the final LR must lie between 0 and the base LR (SOLVER.BASE_LR_END / "
+                f"SOLVER.BASE_LR in [0, 1]), got a ratio of {end_factor}"
+            )
         self.max_iter = int(max_iter)
+        self.end_factor = float(end_factor)
         super().__init__(optimizer, warmup_factor, warmup_iters, warmup_method, last_epoch)
 
     def _decay(self, iteration: int) -> float:
         progress = min(iteration, self.max_iter) / self.max_iter
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.end_factor + (1.0 - self.end_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -1,5 +1,6 @@
 """Optimizer parameter groups, LR schedule values and their resumable state, gradient clipping config."""
 
+import logging
 import math
 
 import pytest
@@ -123,6 +124,32 @@ def test_warmup_cosine_values():
     assert lrs[1] == pytest.approx(cos[1] * 0.75)
     assert lrs[2:] == pytest.approx(cos[2:])
     assert lrs[-1] == pytest.approx(0.0)
+
+
+def test_cosine_ends_at_base_lr_end():
+    # detectron2's rule: the cosine runs from BASE_LR down to BASE_LR_END instead of 0
+    cfg = _cfg(LR_SCHEDULER_NAME="WarmupCosineLR", MAX_ITER=8, WARMUP_ITERS=0, BASE_LR=0.04, BASE_LR_END=0.004)
+    opt = _opt(0.04)
+    lrs = _lrs(build_lr_scheduler(cfg, opt), opt, 10)
+    expected = [0.004 + 0.036 * 0.5 * (1 + math.cos(math.pi * min(i, 8) / 8)) for i in range(10)]
+    assert lrs == pytest.approx(expected)
+    assert lrs[0] == pytest.approx(0.04) and lrs[8:] == pytest.approx([0.004, 0.004])
+
+
+def test_base_lr_end_outside_the_schedule_is_refused_or_reported(caplog):
+    for end in (0.05, -0.001, float("nan")):
+        cfg = _cfg(LR_SCHEDULER_NAME="WarmupCosineLR", MAX_ITER=8, BASE_LR=0.04, BASE_LR_END=end)
+        with pytest.raises(ValueError, match=rf"SOLVER.BASE_LR_END {end}: .* \[0, SOLVER.BASE_LR 0.04\]"):
+            build_lr_scheduler(cfg, _opt(0.04))
+    with pytest.raises(ValueError, match="SOLVER.BASE_LR_END 0.01: .* SOLVER.BASE_LR 0.0"):
+        build_lr_scheduler(_cfg(LR_SCHEDULER_NAME="WarmupCosineLR", BASE_LR=0.0, BASE_LR_END=0.01), _opt(0.0))
+    with pytest.raises(ValueError, match="final LR must lie between 0 and the base LR"):
+        WarmupCosineLR(_opt(), max_iter=8, end_factor=1.5)
+    # the step schedule has no end LR: it runs as configured and says the key is not used
+    with caplog.at_level(logging.WARNING, logger="det_dcn.solver.build"):
+        sched = build_lr_scheduler(_cfg(STEPS=(3,), BASE_LR_END=0.001), _opt())
+    assert isinstance(sched, WarmupMultiStepLR)
+    assert "SOLVER.BASE_LR_END 0.001 is ignored" in caplog.text
 
 
 @pytest.mark.parametrize("name", ["WarmupMultiStepLR", "WarmupCosineLR"])
