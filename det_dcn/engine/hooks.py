@@ -1,7 +1,8 @@
 """The hooks DefaultTrainer registers, in this order (see HookBase for when each method runs):
 
 IterationTimer (time per iteration; total training time and s/iter at the end) -> LRScheduler (records lr, steps
-the schedule, owns its state) -> EMAHook (with MODEL_EMA: updates the averaged weights, owns them) ->
+the schedule, owns its state) -> DropBlockWarmup (with MODEL.RESNETS.DROPBLOCK: the drop probability of the
+coming step) -> EMAHook (with MODEL_EMA: updates the averaged weights, owns them) ->
 PeriodicCheckpointer (saves every CHECKPOINT_PERIOD iterations, at the end and when
 a stop signal arrived; keeps the newest CHECKPOINT_MAX_KEEP) -> EvalHook (every EVAL_PERIOD iterations and after the
 last one) -> PeriodicWriter (console / metrics.json / TensorBoard every LOG_PERIOD).
@@ -20,6 +21,7 @@ import torch
 
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.checkpoint.checkpointer import EMA_KEY
+from det_dcn.layers import DropBlock2d
 from det_dcn.utils import comm
 from det_dcn.utils.events import EventWriter
 
@@ -118,6 +120,18 @@ class EMAHook(HookBase):
 
     def load_state_dict(self, state: dict) -> None:
         self.ema.load_state_dict(state)
+
+
+class DropBlockWarmup(HookBase):
+    """Before every step, sets each DropBlock2d of the model (MODEL.RESNETS.DROPBLOCK) to its warm-up's drop
+    probability for the trainer's iteration. No state of its own: a resumed run continues the ramp where it stopped."""
+
+    def __init__(self, model: torch.nn.Module):
+        self.drop_blocks = [m for m in model.modules() if isinstance(m, DropBlock2d)]
+
+    def before_step(self) -> None:
+        for module in self.drop_blocks:
+            module.set_iteration(self.trainer.iter)
 
 
 class PeriodicCheckpointer(HookBase):

@@ -187,6 +187,7 @@ class DefaultTrainer(SimpleTrainer):
         result: List[Optional[hooks.HookBase]] = [
             hooks.IterationTimer(),
             hooks.LRScheduler(self.optimizer, self.scheduler),
+            hooks.DropBlockWarmup(self.model_without_ddp) if cfg.MODEL.RESNETS.DROPBLOCK.PROB > 0 else None,
             hooks.EMAHook(self.model_ema, self.model_without_ddp) if self.model_ema is not None else None,
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter,
                                        max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_KEEP),

@@ -10,7 +10,8 @@ import torch
 
 from det_dcn.config import get_cfg
 from det_dcn.data import DatasetCatalog
-from det_dcn.engine import DefaultPredictor, DefaultTrainer
+from det_dcn.engine import DefaultPredictor, DefaultTrainer, hooks
+from det_dcn.layers import DropBlock2d
 
 from engine_helpers import SHAPES_TRAIN as TRAIN, SHAPES_VAL as VAL
 
@@ -71,6 +72,27 @@ def test_resume_real_model_and_loader_is_bit_identical(dataset, tmp_path):
     with open(os.path.join(full_dir, "metrics.json")) as f:
         last = [json.loads(line) for line in f][-1]
     assert last["data/num_skipped"] == 0 and last["iteration"] == 3
+
+
+def test_dropblock_warm_up_follows_the_iteration_also_on_resume(dataset, tmp_path):
+    overrides = {"MODEL.RESNETS.DROPBLOCK.PROB": 0.2, "MODEL.RESNETS.DROPBLOCK.WARMUP_ITERS": 4,
+                 "MODEL.RESNETS.DROPBLOCK.ON_PER_STAGE": "[False, False, True, True]"}
+    seen = []
+
+    class Recording(DefaultTrainer):
+        def run_step(self):
+            seen.append({m.current_p for m in self.model.modules() if isinstance(m, DropBlock2d)})
+            super().run_step()
+
+    trainer = Recording(_cfg(str(tmp_path), **overrides, **{"SOLVER.MAX_ITER": 2}))
+    assert any(isinstance(h, hooks.DropBlockWarmup) for h in trainer._hooks)
+    trainer.train()
+    resumed = Recording(_cfg(str(tmp_path), **overrides))  # MAX_ITER 4: two more steps from the checkpoint
+    resumed.resume_or_load(resume=True)
+    resumed.train()
+    assert [sorted(s) for s in seen] == [[0.0], [0.05], [pytest.approx(0.1)], [pytest.approx(0.15)]]
+    plain = DefaultTrainer(_cfg(str(tmp_path / "plain")))
+    assert not any(isinstance(h, hooks.DropBlockWarmup) for h in plain._hooks)
 
 
 @pytest.fixture(scope="module")

@@ -13,13 +13,22 @@ from .weight_init import c2_msra_fill
 
 
 class CNNBlockBase(nn.Module):
-    """A block with known in/out channels and stride that can be frozen."""
+    """A block with known in/out channels and stride that can be frozen.
+
+    ``drop_block`` (None, or e.g. a DropBlock2d the ResNet builder sets) is applied to a residual block's output.
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.stride = stride
+        self.drop_block: Optional[nn.Module] = None
+
+    def _finish(self, out: torch.Tensor) -> torch.Tensor:
+        """ReLU of (residual + shortcut), then the optional DropBlock."""
+        out = F.relu_(out)
+        return out if self.drop_block is None else self.drop_block(out)
 
     def freeze(self) -> "CNNBlockBase":
         """Stop training this block: parameters get requires_grad=False and BatchNorms become FrozenBatchNorm2d
@@ -67,7 +76,7 @@ class BasicBlock(CNNBlockBase):
         out = self.conv2(out)
         # In place: nothing saved for backward is the conv/norm output itself (autograd would raise if it were).
         out += x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out)
+        return self._finish(out)
 
 
 class BottleneckBlock(CNNBlockBase):
@@ -98,7 +107,7 @@ class BottleneckBlock(CNNBlockBase):
         out = F.relu_(self.conv2(out))
         out = self.conv3(out)
         out += x if self.shortcut is None else self.shortcut(x)
-        return F.relu_(out)
+        return self._finish(out)
 
 
 class BasicStem(CNNBlockBase):

@@ -5,6 +5,8 @@ from typing import Dict, List, Optional, Sequence
 import torch
 from torch import nn
 
+from det_dcn.layers import DropBlock2d
+
 from .backbone import Backbone, ShapeSpec
 from .blocks import ASPPBlock, BasicBlock, BasicStem, BottleneckBlock, CNNBlockBase
 from .build import BACKBONE_REGISTRY
@@ -91,10 +93,8 @@ def _validate_resnet_cfg(cfg) -> None:
     if r.RES5_DILATION not in (1, 2):
         raise _bad("MODEL.RESNETS.RES5_DILATION", r.RES5_DILATION,
                    "1 (res5 at stride 32) or 2 (res5 at stride 16, first res5 block with stride 1: DC5)")
-    deform = list(r.DEFORM_ON_PER_STAGE)
-    if len(deform) != 4 or not all(isinstance(d, bool) for d in deform):
-        raise _bad("MODEL.RESNETS.DEFORM_ON_PER_STAGE", r.DEFORM_ON_PER_STAGE,
-                   "4 booleans, one per stage res2, res3, res4, res5 (e.g. [False, True, True, True] for c3-c5)")
+    deform = _per_stage_flags("MODEL.RESNETS.DEFORM_ON_PER_STAGE", r.DEFORM_ON_PER_STAGE)
+    _validate_dropblock_cfg(r.DROPBLOCK)
     num_res5 = RESNET_BLOCKS[r.DEPTH][3]
     grid = list(r.RES5_MULTI_GRID)
     if grid and (len(grid) != num_res5 or not all(isinstance(g, int) and g >= 1 for g in grid)):
@@ -125,6 +125,25 @@ def _validate_resnet_cfg(cfg) -> None:
         if channels % r.DEFORM_NUM_GROUPS != 0:
             raise _bad("MODEL.RESNETS.DEFORM_NUM_GROUPS", r.DEFORM_NUM_GROUPS,
                        f"a divisor of the {channels} input channels of the deformable 3x3 in {STAGE_NAMES[idx]}")
+
+
+def _per_stage_flags(key: str, value) -> List[bool]:
+    flags = list(value)
+    if len(flags) != 4 or not all(isinstance(f, bool) for f in flags):
+        raise _bad(key, value, "4 booleans, one per stage res2, res3, res4, res5 (e.g. [False, True, True, True] for "
+                               "c3-c5)")
+    return flags
+
+
+def _validate_dropblock_cfg(db) -> None:
+    prefix = "MODEL.RESNETS.DROPBLOCK."
+    if not isinstance(db.PROB, (int, float)) or not 0.0 <= db.PROB < 1.0:
+        raise _bad(prefix + "PROB", db.PROB, "a drop probability in [0, 1) (0: no DropBlock)")
+    if not isinstance(db.BLOCK_SIZE, int) or db.BLOCK_SIZE < 1 or db.BLOCK_SIZE % 2 == 0:
+        raise _bad(prefix + "BLOCK_SIZE", db.BLOCK_SIZE, "an odd integer >= 1 (feature-map cells)")
+    _per_stage_flags(prefix + "ON_PER_STAGE", db.ON_PER_STAGE)
+    if not isinstance(db.WARMUP_ITERS, int) or db.WARMUP_ITERS < 0:
+        raise _bad(prefix + "WARMUP_ITERS", db.WARMUP_ITERS, "an integer >= 0")
 
 
 def _stage_channels(cfg, stage_idx: int):
@@ -172,6 +191,9 @@ def build_resnet(cfg, input_shape: Optional[ShapeSpec] = None) -> ResNet:
             else:
                 blocks.append(BottleneckBlock(in_ch, out_ch, bottleneck_channels=mid_ch, num_groups=r.NUM_GROUPS,
                                               stride_in_1x1=r.STRIDE_IN_1X1, **common))
+            if r.DROPBLOCK.PROB > 0 and r.DROPBLOCK.ON_PER_STAGE[idx]:
+                blocks[-1].drop_block = DropBlock2d(float(r.DROPBLOCK.PROB), r.DROPBLOCK.BLOCK_SIZE,
+                                                    r.DROPBLOCK.WARMUP_ITERS)
             in_ch = out_ch
         if is_res5 and r.RES5_ASPP_RATES:
             blocks.append(ASPPBlock(out_ch, list(r.RES5_ASPP_RATES), norm=r.NORM))

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from det_dcn.layers import FrozenBatchNorm2d
+from det_dcn.layers import DropBlock2d, FrozenBatchNorm2d
 from det_dcn.modeling.backbone import BACKBONE_REGISTRY, Backbone, ShapeSpec, build_backbone
 
 from backbone_test_utils import small_cfg
@@ -154,6 +154,31 @@ def test_norm_choices(norm):
     assert (model.stem.conv1.norm is None) if expected is None else isinstance(model.stem.conv1.norm, expected)
     out = model(torch.randn(1, 3, 32, 32))
     assert torch.isfinite(out["res5"]).all()
+
+
+@pytest.mark.parametrize("depth", [18, 50])
+def test_dropblock_after_the_blocks_of_the_chosen_stages_leaves_weights_and_eval_unchanged(depth):
+    plain = build_backbone(small_cfg(depth))
+    cfg = small_cfg(depth)
+    cfg.MODEL.RESNETS.DROPBLOCK.merge_from_list(["PROB", 0.2, "BLOCK_SIZE", 3, "ON_PER_STAGE",
+                                                 [False, True, False, True], "WARMUP_ITERS", 5])
+    model = build_backbone(cfg)
+    placed = {name: (m.p, m.block_size, m.warmup_iters) for name, m in model.named_modules()
+              if isinstance(m, DropBlock2d)}
+    blocks = {"res3": len(model.res3), "res5": len(model.res5)}
+    assert placed == {f"{stage}.{b}.drop_block": (0.2, 3, 5) for stage, n in blocks.items() for b in range(n)}
+    assert model.state_dict().keys() == plain.state_dict().keys()  # detectron2 checkpoints still load
+    model.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    plain.eval(), model.eval()
+    with torch.no_grad():
+        for name, feature in model(x).items():
+            torch.testing.assert_close(feature, plain(x)[name], rtol=0, atol=0)
+    model.train(), plain.train()
+    torch.manual_seed(0)
+    dropped = model(x)["res3"]
+    # in training res3 has zeroed squares that the same weights without DropBlock do not have
+    assert (dropped == 0).sum() > (plain(x)["res3"] == 0).sum()
 
 
 def test_syncbn_builds():
