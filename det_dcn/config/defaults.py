@@ -57,7 +57,8 @@ _C.MODEL.RESNETS.DEFORM_MODULATED = False  # True: modulated DCNv2; False: DCNv1
 _C.MODEL.RESNETS.DEFORM_NUM_GROUPS = 1  # deformable groups: channel groups that share one offset field
 # det_dcn (mmdetection's DropBlock plugin; Ghiasi et al. 2018): after every block of the chosen stages, zero random
 # BLOCK_SIZE x BLOCK_SIZE squares of each channel in training with probability PROB (0: off), which rises linearly
-# from 0 over the first WARMUP_ITERS iterations. A regulariser for training from scratch on few images.
+# from 0 over the first WARMUP_ITERS iterations. A regulariser (on the raccoon recipe it did not help:
+# docs/custom_data.md).
 _C.MODEL.RESNETS.DROPBLOCK = CN()
 _C.MODEL.RESNETS.DROPBLOCK.PROB = 0.0
 _C.MODEL.RESNETS.DROPBLOCK.BLOCK_SIZE = 3  # odd; in feature-map cells (3 cells of res4 = 48 pixels)

@@ -16,8 +16,8 @@ class DropBlock2d(nn.Module):
 
     forward(x: [N, C, H, W]) -> [N, C, H, W]; the identity in eval mode or while the probability is 0. The
     probability used is ``p * min(1, iteration / warmup_iters)`` once ``set_iteration`` was called (the trainer calls
-    it before every step), ``p`` before that and with ``warmup_iters`` 0. A block larger than the map shrinks to it
-    (torchvision's rule). No parameters or buffers: adding it leaves a model's state_dict unchanged.
+    it before every step), ``p`` before that and with ``warmup_iters`` 0. A block larger than the map shrinks to the
+    largest odd size that fits. No parameters or buffers: adding it leaves a model's state_dict unchanged.
     """
 
     def __init__(self, p: float, block_size: int, warmup_iters: int = 0):
