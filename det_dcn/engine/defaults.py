@@ -1,7 +1,6 @@
 """The command line of det_dcn's tools (detectron2's flags) and the per-run setup every process does first."""
 
 import argparse
-import logging
 import os
 import sys
 from typing import Optional
