@@ -40,7 +40,9 @@ def setup(args):
 
 def evaluate_checkpoint(cfg, resume: bool):
     """--eval-only: MODEL.WEIGHTS (or, with --resume, OUTPUT_DIR/last_checkpoint) evaluated on DATASETS.TEST (and
-    with test-time augmentation too when TEST.AUG.ENABLED); its averaged weights with MODEL_EMA (use_ema_weights)."""
+    with test-time augmentation too when TEST.AUG.ENABLED); its averaged weights with MODEL_EMA (use_ema_weights).
+    With TEST.PRECISE_BN.ENABLED its BatchNorm statistics are recomputed on DATASETS.TRAIN first, as at the end of
+    training (the same batches: the same statistics for a model trained with it; the file is not changed)."""
     if len(cfg.DATASETS.TEST) == 0:
         raise ValueError("--eval-only needs at least one dataset in DATASETS.TEST")
     model = DefaultTrainer.build_model(cfg)
@@ -49,6 +51,8 @@ def evaluate_checkpoint(cfg, resume: bool):
         raise ValueError("--eval-only needs MODEL.WEIGHTS path/to/checkpoint.pth (or --resume with a "
                          f"last_checkpoint in OUTPUT_DIR '{cfg.OUTPUT_DIR}')")
     checkpointer.resume_or_load(cfg.MODEL.WEIGHTS, resume=resume, ema=use_ema_weights(cfg))
+    if cfg.TEST.PRECISE_BN.ENABLED:
+        DefaultTrainer.update_bn_stats(cfg, model)
     return DefaultTrainer.evaluate(cfg, model)
 
 

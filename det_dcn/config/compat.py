@@ -24,8 +24,6 @@ _PARTS: List[_Check] = [
                                                 "set it False"),
     ("SOLVER.REFERENCE_WORLD_SIZE", bool, "det_dcn does not rescale the schedule to the number of processes; set "
                                           "SOLVER.REFERENCE_WORLD_SIZE 0 and SOLVER.IMS_PER_BATCH / BASE_LR yourself"),
-    ("TEST.PRECISE_BN.ENABLED", bool, "det_dcn has no precise-BN pass (its detection configs use FrozenBN); "
-                                      "set TEST.PRECISE_BN.ENABLED False"),
     ("TEST.EXPECTED_RESULTS", bool, "det_dcn does not check results against expected values; set "
                                     "TEST.EXPECTED_RESULTS []"),
     ("VIS_PERIOD", bool, "det_dcn has no training-time visualisation (see tools/visualize_offsets.py); set VIS_PERIOD 0"),

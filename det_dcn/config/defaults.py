@@ -332,6 +332,14 @@ _C.TEST.AUG.FLIP = True
 _C.TEST.AUG.MERGE = "nms"
 _C.TEST.AUG.VOTE_IOU_THRESH = 0.7
 
+# Precise BN (detectron2's keys; det_dcn/layers/precise_bn.py): before each evaluation in training and after the last
+# iteration (so in model_final), every BatchNorm layer's statistics become the average over the first NUM_ITER
+# training batches with the weights fixed, instead of the running average of the last few dozen steps; with
+# --eval-only, recomputed the same way on DATASETS.TRAIN. Models without BatchNorm (FrozenBN, GN) are not affected.
+_C.TEST.PRECISE_BN = CN()
+_C.TEST.PRECISE_BN.ENABLED = False
+_C.TEST.PRECISE_BN.NUM_ITER = 200
+
 # ---------------------------------------------------------------------------------------------------------------
 # Misc
 # ---------------------------------------------------------------------------------------------------------------
@@ -425,9 +433,6 @@ _C.SOLVER.RESCALE_INTERVAL = False  # same
 _C.SOLVER.REFERENCE_WORLD_SIZE = 0  # automatic LR / batch scaling to the number of GPUs
 _C.TEST.EXPECTED_RESULTS = []
 _C.TEST.KEYPOINT_OKS_SIGMAS = []
-_C.TEST.PRECISE_BN = CN()  # precise BN statistics before evaluation
-_C.TEST.PRECISE_BN.ENABLED = False
-_C.TEST.PRECISE_BN.NUM_ITER = 200
 _C.FLOAT32_PRECISION = ""  # torch float32 matmul precision
 _C.VIS_PERIOD = 0  # training-time visualisation
 _C.GLOBAL = CN()

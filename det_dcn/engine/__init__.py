@@ -9,6 +9,7 @@ from .hooks import (
     LRScheduler,
     PeriodicCheckpointer,
     PeriodicWriter,
+    PreciseBN,
 )
 from .launch import launch
 from .model_ema import ModelEMA, use_ema_weights
@@ -36,6 +37,7 @@ __all__ = [
     "LRScheduler",
     "PeriodicCheckpointer",
     "PeriodicWriter",
+    "PreciseBN",
     "NonFiniteLossError",
     "TrainingStopped",
     "EXIT_STOPPED",

@@ -2,7 +2,8 @@
 
 IterationTimer (time per iteration; total training time and s/iter at the end) -> LRScheduler (records lr, steps
 the schedule, owns its state) -> DropBlockWarmup (with MODEL.RESNETS.DROPBLOCK: the drop probability of the
-coming step) -> EMAHook (with MODEL_EMA: updates the averaged weights, owns them) ->
+coming step) -> EMAHook (with MODEL_EMA: updates the averaged weights, owns them) -> PreciseBN (with
+TEST.PRECISE_BN and BatchNorm layers: their statistics recomputed every EVAL_PERIOD and after the last iteration) ->
 PeriodicCheckpointer (saves every CHECKPOINT_PERIOD iterations, at the end and when
 a stop signal arrived; keeps the newest CHECKPOINT_MAX_KEEP) -> EvalHook (every EVAL_PERIOD iterations and after the
 last one) -> PeriodicWriter (console / metrics.json / TensorBoard every LOG_PERIOD).
@@ -132,6 +133,26 @@ class DropBlockWarmup(HookBase):
     def before_step(self) -> None:
         for module in self.drop_blocks:
             module.set_iteration(self.trainer.iter)
+
+
+class PreciseBN(HookBase):
+    """TEST.PRECISE_BN: ``update()`` (the BatchNorm statistics recomputed over fresh training batches,
+    layers.update_bn_stats) after every ``period``-th iteration (0: only at the end) and after the last one, before
+    the checkpointer saves and the evaluation runs, so both see the new statistics. Skipped when a stop signal
+    arrived (saving comes first). Parameters are untouched and the caller restores the RNG states, so the training
+    that follows is the same with the hook or without."""
+
+    def __init__(self, period: int, update: Callable[[], None]):
+        if period < 0:
+            raise ValueError(f"TEST.EVAL_PERIOD must be >= 0, got {period}")
+        self.period, self.update = int(period), update
+
+    def after_step(self) -> None:
+        next_iter = self.trainer.iter + 1
+        if self.trainer.stopped_by:
+            return
+        if next_iter == self.trainer.max_iter or (self.period > 0 and next_iter % self.period == 0):
+            self.update()
 
 
 class PeriodicCheckpointer(HookBase):

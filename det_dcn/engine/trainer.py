@@ -15,6 +15,7 @@ one part; ``build_train_loader(cfg, start_iter)`` must continue the data order f
 
 import logging
 import os
+import time
 import weakref
 from collections import OrderedDict
 from typing import List, Optional
@@ -24,7 +25,9 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from det_dcn.checkpoint import DetectionCheckpointer
+from det_dcn.config import ConfigError
 from det_dcn.evaluation.build import check_evaluator_choice
+from det_dcn.layers.precise_bn import batch_norm_layers, update_bn_stats
 from det_dcn.evaluation.results_table import format_results_table
 from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from det_dcn.utils import comm
@@ -32,12 +35,12 @@ from det_dcn.utils.atomic_io import atomic_write_text
 from det_dcn.utils.events import CommonMetricPrinter, EventWriter, JSONWriter, TensorboardWriter, \
     tensorboard_available
 from det_dcn.utils.logger import setup_logger
-from det_dcn.utils.seeding import seed_from_cfg
+from det_dcn.utils.seeding import get_rng_state, seed_from_cfg, set_rng_state
 
 from . import hooks
 from .model_ema import ModelEMA
 from .predictor import native_bf16
-from .train_loop import NonFiniteLossError, SimpleTrainer
+from .train_loop import NonFiniteLossError, SimpleTrainer, _autocast_dtype
 
 logger = logging.getLogger(__name__)
 
@@ -189,6 +192,7 @@ class DefaultTrainer(SimpleTrainer):
             hooks.LRScheduler(self.optimizer, self.scheduler),
             hooks.DropBlockWarmup(self.model_without_ddp) if cfg.MODEL.RESNETS.DROPBLOCK.PROB > 0 else None,
             hooks.EMAHook(self.model_ema, self.model_without_ddp) if self.model_ema is not None else None,
+            self._build_precise_bn_hook(),
             hooks.PeriodicCheckpointer(self.checkpointer, cfg.SOLVER.CHECKPOINT_PERIOD, self.max_iter,
                                        max_to_keep=cfg.SOLVER.CHECKPOINT_MAX_KEEP),
         ]
@@ -210,6 +214,19 @@ class DefaultTrainer(SimpleTrainer):
         writers = self.build_writers() if comm.is_main_process() else []
         result.append(hooks.PeriodicWriter(writers, period=cfg.LOG_PERIOD))
         return result
+
+    def _build_precise_bn_hook(self) -> Optional[hooks.PreciseBN]:
+        cfg = self.cfg
+        if not cfg.TEST.PRECISE_BN.ENABLED:
+            return None
+        if self.model_ema is not None:
+            raise ConfigError("TEST.PRECISE_BN.ENABLED=True with MODEL_EMA.ENABLED=True: the averaged weights, which "
+                              "are evaluated, keep averaged statistics of their own; turn one of the two off")
+        if not batch_norm_layers(self.model_without_ddp):
+            logger.info("TEST.PRECISE_BN: the model has no BatchNorm layer (FrozenBN and GN keep no batch "
+                        "statistics); nothing to recompute")
+            return None
+        return hooks.PreciseBN(cfg.TEST.EVAL_PERIOD, lambda: self.update_bn_stats(cfg, self.model_without_ddp))
 
     def build_writers(self) -> List[EventWriter]:
         """Console line, OUTPUT_DIR/metrics.json and (when importable) TensorBoard under OUTPUT_DIR."""
@@ -265,6 +282,38 @@ class DefaultTrainer(SimpleTrainer):
         if output_folder is None:
             output_folder = os.path.join(cfg.OUTPUT_DIR, "inference", dataset_name)
         return build_evaluator(cfg, dataset_name, output_dir=output_folder)
+
+    @classmethod
+    def update_bn_stats(cls, cfg, model: nn.Module) -> None:
+        """TEST.PRECISE_BN: ``model``'s BatchNorm statistics recomputed over the first TEST.PRECISE_BN.NUM_ITER
+        batches of a fresh training loader (layers.update_bn_stats), the forward under the training's autocast. The
+        batches and the pass's random draws (DropBlock) depend on SEED only and the RNG states are restored after,
+        so the pass gives the same statistics at the end of training and in ``--eval-only``, and changes no other
+        state."""
+        num_iter = cfg.TEST.PRECISE_BN.NUM_ITER
+        if num_iter < 1:
+            raise ConfigError(f"TEST.PRECISE_BN.NUM_ITER={num_iter}: expected a number of batches >= 1 (detectron2's "
+                              "default: 200)")
+        if not batch_norm_layers(model):
+            return
+        device = next(model.parameters()).device
+        amp = _amp_on(cfg, device)
+
+        def forward(batch):
+            with torch.autocast(device_type=device.type, dtype=_autocast_dtype(device), enabled=amp):
+                model(batch)
+
+        rng, start = get_rng_state(), time.perf_counter()
+        seed_from_cfg(cfg)  # the same random draws (dropout, DropBlock) in every pass
+        batches = iter(cls.build_train_loader(cfg))
+        try:
+            num_layers = update_bn_stats(model, batches, num_iter, forward)
+        finally:
+            if hasattr(batches, "close"):
+                batches.close()
+            set_rng_state(rng)
+        logger.info(f"Precise BN: the statistics of {num_layers} BatchNorm layers averaged over {num_iter} training "
+                    f"batches ({time.perf_counter() - start:.0f} s)")
 
     @classmethod
     def test(cls, cfg, model: nn.Module, evaluators: Optional[list] = None) -> dict:

@@ -11,6 +11,7 @@ from .deform_roi_pool import DeformRoIPool, deform_roi_pool
 from .deform_roi_pool_pack import DeformRoIPoolPack, ModulatedDeformRoIPoolPack
 from .drop_block import DropBlock2d
 from .norm import FrozenBatchNorm2d, get_norm
+from .precise_bn import update_bn_stats
 from .roi_align import ROIAlign
 from .roi_pool import ROIPool
 
@@ -18,5 +19,5 @@ __all__ = [
     "deform_roi_pool", "DeformRoIPool", "DeformRoIPoolPack", "ModulatedDeformRoIPoolPack",
     "DeformConv2d", "ModulatedDeformConv2d", "DeformConv2dPack", "ModulatedDeformConv2dPack",
     "ROIAlign", "ROIPool", "FrozenBatchNorm2d", "get_norm", "deform_conv2d", "set_implementation", "ASPP",
-    "DropBlock2d",
+    "DropBlock2d", "update_bn_stats",
 ]

@@ -161,3 +161,21 @@ def unused_param_worker(cfg_yaml: str) -> None:
     from det_dcn.config import CfgNode
 
     train_tiny(CfgNode.load_cfg(cfg_yaml), trainer_cls=UnusedParamTrainer)
+
+
+def bn_model_and_batches(rank: int):
+    """A conv + BatchNorm model with the same weights on every rank, and three batches of this rank's own."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    g = torch.Generator().manual_seed(100 + rank)
+    return model, [torch.randn(2, 3, 6, 6, generator=g) * (rank + 1) for _ in range(3)]
+
+
+def precise_bn_worker(out_dir: str) -> None:
+    """Run in each spawned process: update_bn_stats on this rank's batches; each rank saves its statistics."""
+    from det_dcn.layers import update_bn_stats
+
+    model, batches = bn_model_and_batches(comm.get_rank())
+    update_bn_stats(model, iter(batches), num_iters=3)
+    bn = model[1]
+    torch.save({"mean": bn.running_mean, "var": bn.running_var}, os.path.join(out_dir, f"rank{comm.get_rank()}.pth"))

@@ -1,4 +1,5 @@
-"""Two gloo processes on CPU (through launch) train to the same weights as one process on the same total batch."""
+"""Two gloo processes on CPU (through launch) train to the same weights as one process on the same total batch;
+precise BN averages its statistics over them."""
 
 import os
 
@@ -7,7 +8,8 @@ import torch
 
 from det_dcn.engine import launch, seed_all_rng
 
-from engine_helpers import TinyModel, ddp_worker, unused_param_worker, tiny_cfg, train_tiny
+from engine_helpers import (TinyModel, bn_model_and_batches, ddp_worker, precise_bn_worker, tiny_cfg, train_tiny,
+                            unused_param_worker)
 
 
 def test_two_process_ddp_equals_single_process(tmp_path):
@@ -45,3 +47,24 @@ def test_find_unused_parameters_key_lets_such_a_model_train(tmp_path):
     cfg = tiny_cfg(str(tmp_path / "unused_ok"), **{"SOLVER.MAX_ITER": 2, "FIND_UNUSED_PARAMETERS": True})
     launch(unused_param_worker, num_gpus_per_machine=2, args=(cfg.dump(),), backend="gloo")
     assert os.path.exists(str(tmp_path / "unused_ok" / "model_final.pth"))
+
+
+
+def _precise_bn_stats(batches):
+    from det_dcn.layers import update_bn_stats
+
+    model, _ = bn_model_and_batches(0)
+    update_bn_stats(model, iter(batches), num_iters=len(batches))
+    return model[1].running_mean, model[1].running_var
+
+
+def test_precise_bn_averages_the_statistics_over_the_processes(tmp_path):
+    launch(precise_bn_worker, num_gpus_per_machine=2, args=(str(tmp_path),), backend="gloo")
+    got = [torch.load(str(tmp_path / f"rank{r}.pth"), weights_only=True) for r in range(2)]
+    # one process over both ranks' batches (each rank ran as many): the same averages on both ranks
+    mean, var = _precise_bn_stats(bn_model_and_batches(0)[1] + bn_model_and_batches(1)[1])
+    for rank_stats in got:
+        torch.testing.assert_close(rank_stats["mean"], mean)
+        torch.testing.assert_close(rank_stats["var"], var)
+    # and not what rank 0's batches alone give (the ranks' data differ in scale)
+    assert not torch.allclose(got[0]["var"], _precise_bn_stats(bn_model_and_batches(0)[1])[1])

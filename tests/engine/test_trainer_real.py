@@ -1,6 +1,7 @@
 """DefaultTrainer and DefaultPredictor on the real Faster R-CNN and data loader (tiny sizes, generated shapes)."""
 
 import json
+import logging
 import os
 
 import cv2
@@ -165,3 +166,57 @@ def test_predictor_with_test_time_augmentation(dataset, trained_weights, tmp_pat
     assert len(augmented["boxes"]) > 0
     assert augmented["boxes"][:, 0::2].max() <= w and augmented["boxes"][:, 1::2].max() <= h
     assert bool((augmented["scores"][1:] <= augmented["scores"][:-1]).all())
+
+
+def _parameters(model):
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+def test_precise_bn_sets_the_statistics_in_model_final_and_changes_no_weight(dataset, tmp_path):
+    # BatchNorm everywhere, DropBlock (draws from the RNG in the pass's forwards) and a pass mid-run (EVAL_PERIOD 2)
+    bn = {"MODEL.RESNETS.NORM": "BN", "MODEL.FPN.NORM": "BN", "MODEL.RESNETS.DROPBLOCK.PROB": 0.2,
+          "MODEL.RESNETS.DROPBLOCK.ON_PER_STAGE": "[False, False, True, True]", "TEST.EVAL_PERIOD": 2}
+    plain = DefaultTrainer(_cfg(str(tmp_path / "plain"), **bn))
+    plain.train()
+    cfg = _cfg(str(tmp_path / "precise"), **bn, **{"TEST.PRECISE_BN.ENABLED": True, "TEST.PRECISE_BN.NUM_ITER": 3})
+    updates = []
+
+    class Counting(DefaultTrainer):
+        @classmethod
+        def update_bn_stats(cls, cfg, model):
+            updates.append(model)
+            super().update_bn_stats(cfg, model)
+
+    precise = Counting(cfg)
+    assert any(isinstance(h, hooks.PreciseBN) for h in precise._hooks)
+    precise.train()
+    assert len(updates) == 2  # after iteration 2 (EVAL_PERIOD) and after the last (4)
+
+    a, b = _parameters(plain.model_without_ddp), _parameters(precise.model_without_ddp)
+    _assert_identical(a, b)  # the same training: RNG states restored after each pass
+    saved = _weights(os.path.join(cfg.OUTPUT_DIR, "model_final.pth"))
+    stats = [k for k in saved if k.endswith("running_mean")]
+    assert stats and all(not torch.equal(saved[k], plain.model_without_ddp.state_dict()[k]) for k in stats)
+
+    # --eval-only's pass on model_final finds the statistics it holds: the batches depend on SEED only
+    model = DefaultTrainer.build_model(cfg)
+    model.load_state_dict(saved)
+    DefaultTrainer.update_bn_stats(cfg, model)
+    for k in stats + [k.replace("running_mean", "running_var") for k in stats]:
+        torch.testing.assert_close(model.state_dict()[k], saved[k], rtol=1e-5, atol=1e-6, msg=k)
+
+
+def test_precise_bn_is_skipped_without_batch_norm_and_refused_with_model_ema(dataset, tmp_path, caplog):
+    logging.getLogger("det_dcn").addHandler(caplog.handler)  # a handler: the trainer leaves the logger as it is
+    with caplog.at_level("INFO", logger="det_dcn"):
+        frozen = DefaultTrainer(_cfg(str(tmp_path / "frozen"), **{"TEST.PRECISE_BN.ENABLED": True}))
+    assert not any(isinstance(h, hooks.PreciseBN) for h in frozen._hooks)
+    assert "TEST.PRECISE_BN: the model has no BatchNorm layer" in caplog.text
+    from det_dcn.config import ConfigError
+
+    with pytest.raises(ConfigError, match="TEST.PRECISE_BN.ENABLED=True with MODEL_EMA.ENABLED=True"):
+        DefaultTrainer(_cfg(str(tmp_path / "ema"), **{"TEST.PRECISE_BN.ENABLED": True, "MODEL.RESNETS.NORM": "BN",
+                                                      "MODEL_EMA.ENABLED": True}))
+    with pytest.raises(ConfigError, match=r"TEST.PRECISE_BN.NUM_ITER=0: expected a number of batches >= 1"):
+        cfg = _cfg(str(tmp_path / "zero"), **{"TEST.PRECISE_BN.NUM_ITER": 0, "MODEL.RESNETS.NORM": "BN"})
+        DefaultTrainer.update_bn_stats(cfg, DefaultTrainer.build_model(cfg))

@@ -159,6 +159,23 @@ def test_eval_only_reproduces_the_final_evaluation(trained):
     assert not os.path.exists(os.path.join(out2, "model_final.pth"))
 
 
+def test_precise_bn_in_training_and_eval_only(trained):
+    """TEST.PRECISE_BN on a BatchNorm model: the pass runs before the final evaluation (so model_final holds its
+    statistics) and --eval-only, recomputing them from the same batches, reproduces the final AP."""
+    folder, _, _ = trained
+    out, again = os.path.join(folder, "precise_bn"), os.path.join(folder, "precise_bn_eval")
+    bn = ["MODEL.RESNETS.NORM", "BN", "MODEL.FPN.NORM", "BN", "TEST.PRECISE_BN.ENABLED", "True",
+          "TEST.PRECISE_BN.NUM_ITER", "2"]
+    run_train(folder, "OUTPUT_DIR", out, *bn)
+    assert "Precise BN: the statistics of 28 BatchNorm layers averaged over 2 training batches" in _log(out)
+    final = [r for r in _records(out) if "bbox/AP" in r][0]
+    proc = run_train(folder, "--eval-only", "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
+                     "OUTPUT_DIR", again, *bn)
+    assert "Precise BN: the statistics of 28" in _log(again)
+    row = proc.stdout.split("| AP | AP50 | AP75 | APs | APm | APl |")[1].splitlines()[2]
+    assert float(row.strip("| ").split(" | ")[0]) == pytest.approx(final["bbox/AP"], abs=1e-3)
+
+
 @pytest.fixture
 def restore_logging():
     logger = logging.getLogger("det_dcn")
