@@ -27,8 +27,8 @@ from torch.nn.parallel import DistributedDataParallel
 from det_dcn.checkpoint import DetectionCheckpointer
 from det_dcn.config import ConfigError
 from det_dcn.evaluation.build import check_evaluator_choice
-from det_dcn.layers.precise_bn import batch_norm_layers, update_bn_stats
 from det_dcn.evaluation.results_table import format_results_table
+from det_dcn.layers.precise_bn import batch_norm_layers, update_bn_stats
 from det_dcn.solver import build_gradient_clipper, build_lr_scheduler, build_optimizer
 from det_dcn.utils import comm
 from det_dcn.utils.atomic_io import atomic_write_text

@@ -159,21 +159,30 @@ def test_eval_only_reproduces_the_final_evaluation(trained):
     assert not os.path.exists(os.path.join(out2, "model_final.pth"))
 
 
+def _detections(output_dir):
+    with open(os.path.join(output_dir, "inference", "shapes_val", "coco_instances_results.json")) as f:
+        return [x for d in json.load(f) for x in (d["image_id"], d["category_id"], d["score"], *d["bbox"])]
+
+
 def test_precise_bn_in_training_and_eval_only(trained):
     """TEST.PRECISE_BN on a BatchNorm model: the pass runs before the final evaluation (so model_final holds its
-    statistics) and --eval-only, recomputing them from the same batches, reproduces the final AP."""
+    statistics) and --eval-only, recomputing them from the same batches, reproduces the final detections; without
+    the pass the same file's running statistics give other detections."""
     folder, _, _ = trained
-    out, again = os.path.join(folder, "precise_bn"), os.path.join(folder, "precise_bn_eval")
-    bn = ["MODEL.RESNETS.NORM", "BN", "MODEL.FPN.NORM", "BN", "TEST.PRECISE_BN.ENABLED", "True",
-          "TEST.PRECISE_BN.NUM_ITER", "2"]
-    run_train(folder, "OUTPUT_DIR", out, *bn)
+    out, again, off = (os.path.join(folder, name) for name in ("precise_bn", "precise_bn_eval", "precise_bn_off"))
+    bn = ["MODEL.RESNETS.NORM", "BN", "MODEL.FPN.NORM", "BN", "TEST.PRECISE_BN.NUM_ITER", "2"]
+    run_train(folder, "OUTPUT_DIR", out, "TEST.PRECISE_BN.ENABLED", "True", *bn)
     assert "Precise BN: the statistics of 28 BatchNorm layers averaged over 2 training batches" in _log(out)
-    final = [r for r in _records(out) if "bbox/AP" in r][0]
-    proc = run_train(folder, "--eval-only", "MODEL.WEIGHTS", os.path.join(out, "model_final.pth"),
-                     "OUTPUT_DIR", again, *bn)
+    weights = os.path.join(out, "model_final.pth")
+    run_train(folder, "--eval-only", "MODEL.WEIGHTS", weights, "OUTPUT_DIR", again, "TEST.PRECISE_BN.ENABLED", "True",
+              *bn)
     assert "Precise BN: the statistics of 28" in _log(again)
-    row = proc.stdout.split("| AP | AP50 | AP75 | APs | APm | APl |")[1].splitlines()[2]
-    assert float(row.strip("| ").split(" | ")[0]) == pytest.approx(final["bbox/AP"], abs=1e-3)
+    final = _detections(out)
+    assert len(final) > 0 and _detections(again) == pytest.approx(final, abs=1e-4)
+    # the check can fail: statistics left as the file holds them (the pass's) give the same detections, while
+    # this run's own running averages (a second training without the pass) give others
+    run_train(folder, "OUTPUT_DIR", off, *bn)
+    assert "Precise BN" not in _log(off) and _detections(off) != pytest.approx(final, abs=1e-4)
 
 
 @pytest.fixture
