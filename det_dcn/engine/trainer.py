@@ -296,6 +296,9 @@ class DefaultTrainer(SimpleTrainer):
                               "default: 200)")
         if not batch_norm_layers(model):
             return
+        if len(cfg.DATASETS.TRAIN) == 0:
+            raise ConfigError("TEST.PRECISE_BN.ENABLED=True needs training batches to recompute the BatchNorm "
+                              "statistics, but DATASETS.TRAIN is empty; name the training set or turn the key off")
         device = next(model.parameters()).device
         amp = _amp_on(cfg, device)
 

@@ -220,3 +220,7 @@ def test_precise_bn_is_skipped_without_batch_norm_and_refused_with_model_ema(dat
     with pytest.raises(ConfigError, match=r"TEST.PRECISE_BN.NUM_ITER=0: expected a number of batches >= 1"):
         cfg = _cfg(str(tmp_path / "zero"), **{"TEST.PRECISE_BN.NUM_ITER": 0, "MODEL.RESNETS.NORM": "BN"})
         DefaultTrainer.update_bn_stats(cfg, DefaultTrainer.build_model(cfg))
+    with pytest.raises(ConfigError, match="needs training batches .* DATASETS.TRAIN is empty"):
+        cfg = _cfg(str(tmp_path / "no_train"), **{"MODEL.RESNETS.NORM": "BN"})
+        cfg.DATASETS.TRAIN = ()
+        DefaultTrainer.update_bn_stats(cfg, DefaultTrainer.build_model(cfg))
